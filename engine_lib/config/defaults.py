@@ -1,0 +1,221 @@
+"""The tree of default config values.
+
+Every key carries a comment on the line(s) above it: ``tools/`` and the docs read these
+comments, and a test fails when a key has none. Projects add their own keys with an
+``add_<project>_config(cfg)`` function instead of editing this file.
+"""
+
+from .config import CfgNode as CN
+
+__all__ = ["_C"]
+
+_C = CN()
+
+# Version of the config format; bumped when keys are renamed so old files can be upgraded.
+_C.VERSION = 1
+
+# ---------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------
+_C.MODEL = CN()
+# Device the model is trained and evaluated on: "cpu", "cuda" or "cuda:N".
+_C.MODEL.DEVICE = "cpu"
+# Name of the meta-architecture in META_ARCH_REGISTRY that wraps backbone and heads.
+_C.MODEL.META_ARCHITECTURE = "ImageClassifier"
+# Path of a checkpoint to initialise the whole model from ("" = random initialisation).
+_C.MODEL.WEIGHTS = ""
+# Per-channel mean subtracted from input pixels (in the 0-255 range of INPUT.FORMAT).
+_C.MODEL.PIXEL_MEAN = [0.0, 0.0, 0.0]
+# Per-channel standard deviation input pixels are divided by (same order as PIXEL_MEAN).
+_C.MODEL.PIXEL_STD = [255.0, 255.0, 255.0]
+
+_C.MODEL.BACKBONE = CN()
+# Name of the backbone in BACKBONE_REGISTRY (e.g. "SmallCNN", "ResNet").
+_C.MODEL.BACKBONE.NAME = "SmallCNN"
+# Depth of a ResNet backbone: 18, 34 or 50.
+_C.MODEL.BACKBONE.DEPTH = 18
+# Width (channels of the first stage) of the small CNN backbone.
+_C.MODEL.BACKBONE.WIDTH = 32
+# Normalization layer of the backbone: "BN", "GN", "SyncBN" or "" for none.
+_C.MODEL.BACKBONE.NORM = "BN"
+# Local file with backbone weights to load before training ("" = none; never downloaded).
+_C.MODEL.BACKBONE.PRETRAIN_PATH = ""
+# Number of input channels the backbone expects (1 for grayscale, 3 for RGB).
+_C.MODEL.BACKBONE.IN_CHANNELS = 3
+
+_C.MODEL.HEADS = CN()
+# Name of the head (e.g. "LinearHead", "EmbeddingHead").
+_C.MODEL.HEADS.NAME = "LinearHead"
+# Number of classes the classification head predicts.
+_C.MODEL.HEADS.NUM_CLASSES = 10
+# Global pooling before the head: "avg" or "max".
+_C.MODEL.HEADS.POOL = "avg"
+# Dropout probability applied before the final linear layer.
+_C.MODEL.HEADS.DROPOUT = 0.0
+# Label smoothing of the cross-entropy loss (0 = none).
+_C.MODEL.HEADS.LABEL_SMOOTHING = 0.0
+# Dimension of the embedding produced by an embedding head (0 = backbone output size).
+_C.MODEL.HEADS.EMBEDDING_DIM = 0
+
+# ---------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------
+_C.INPUT = CN()
+# Channel order of images given to the model: "RGB", "BGR" or "L" (grayscale).
+_C.INPUT.FORMAT = "RGB"
+# Training images are resized to this (height, width) before augmentation.
+_C.INPUT.SIZE_TRAIN = [32, 32]
+# Test images are resized to this (height, width).
+_C.INPUT.SIZE_TEST = [32, 32]
+
+_C.INPUT.FLIP = CN()
+# Probability of a random horizontal flip during training (0 disables it).
+_C.INPUT.FLIP.PROB = 0.0
+
+_C.INPUT.CROP = CN()
+# Apply a random resized crop during training.
+_C.INPUT.CROP.ENABLED = False
+# Range of the crop area, as a fraction of the image area.
+_C.INPUT.CROP.SCALE = [0.8, 1.0]
+# Range of the crop aspect ratio (width / height).
+_C.INPUT.CROP.RATIO = [0.75, 1.3333]
+
+_C.INPUT.COLOR_JITTER = CN()
+# Apply random colour jitter during training.
+_C.INPUT.COLOR_JITTER.ENABLED = False
+# Maximum relative change of brightness, contrast and saturation; hue change for HUE.
+_C.INPUT.COLOR_JITTER.BRIGHTNESS = 0.2
+# Maximum relative change of contrast.
+_C.INPUT.COLOR_JITTER.CONTRAST = 0.2
+# Maximum relative change of saturation.
+_C.INPUT.COLOR_JITTER.SATURATION = 0.2
+# Maximum change of hue (at most 0.5).
+_C.INPUT.COLOR_JITTER.HUE = 0.0
+
+_C.INPUT.RANDOM_ERASING = CN()
+# Apply random erasing (cutout) after the other augmentations during training.
+_C.INPUT.RANDOM_ERASING.ENABLED = False
+# Probability that an image is erased.
+_C.INPUT.RANDOM_ERASING.PROB = 0.5
+
+# ---------------------------------------------------------------------------------------
+# Data sets
+# ---------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+# Names of the data sets (registered in DatasetCatalog) to train on.
+_C.DATASETS.TRAIN = ("digits_train",)
+# Names of the data sets to evaluate on.
+_C.DATASETS.TEST = ("digits_test",)
+
+# ---------------------------------------------------------------------------------------
+# Data loader
+# ---------------------------------------------------------------------------------------
+_C.DATALOADER = CN()
+# Number of data-loading worker processes per training process (0 = load in the main process).
+_C.DATALOADER.NUM_WORKERS = 0
+# Sampler of the training set: "TrainingSampler", "RepeatFactorTrainingSampler" or
+# "IdentitySampler".
+_C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
+# Repeat threshold of RepeatFactorTrainingSampler (classes rarer than this are repeated).
+_C.DATALOADER.REPEAT_THRESHOLD = 0.0
+# Number of instances per identity in a batch for IdentitySampler (the K of P x K).
+_C.DATALOADER.NUM_INSTANCE = 4
+# Drop the last incomplete batch of each worker's share of data.
+_C.DATALOADER.DROP_LAST = True
+
+# ---------------------------------------------------------------------------------------
+# Solver
+# ---------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+# Optimizer: "SGD", "Adam" or "AdamW".
+_C.SOLVER.OPTIMIZER = "SGD"
+# Base learning rate (for the global batch SOLVER.IMS_PER_BATCH).
+_C.SOLVER.BASE_LR = 0.01
+# Momentum of SGD.
+_C.SOLVER.MOMENTUM = 0.9
+# Use Nesterov momentum with SGD.
+_C.SOLVER.NESTEROV = False
+# (beta1, beta2) of Adam and AdamW.
+_C.SOLVER.BETAS = [0.9, 0.999]
+# L2 weight decay of ordinary parameters.
+_C.SOLVER.WEIGHT_DECAY = 0.0001
+# Weight decay of normalization-layer parameters (BN/GN/LN weights and biases).
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+# Weight decay of biases (None = same as WEIGHT_DECAY).
+_C.SOLVER.WEIGHT_DECAY_BIAS = None
+# The learning rate of biases is BASE_LR * BIAS_LR_FACTOR.
+_C.SOLVER.BIAS_LR_FACTOR = 1.0
+# Per-module LR factors as (name prefix, factor) pairs, e.g. [["heads", 10.0]]; the longest
+# matching prefix wins.
+_C.SOLVER.LR_FACTORS = []
+# Schedule: "WarmupMultiStepLR", "WarmupCosineLR" or "WarmupConstantLR".
+_C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"
+# Iterations at which a multi-step schedule multiplies the LR by GAMMA.
+_C.SOLVER.STEPS = (3000,)
+# Factor applied at each of SOLVER.STEPS.
+_C.SOLVER.GAMMA = 0.1
+# Final LR of the cosine schedule, as a fraction of BASE_LR.
+_C.SOLVER.BASE_LR_END = 0.0
+# Warmup starts at BASE_LR * WARMUP_FACTOR.
+_C.SOLVER.WARMUP_FACTOR = 0.001
+# Length of the warmup in iterations (0 = no warmup).
+_C.SOLVER.WARMUP_ITERS = 100
+# Warmup shape: "linear" or "constant".
+_C.SOLVER.WARMUP_METHOD = "linear"
+# Total number of training iterations (optimizer steps).
+_C.SOLVER.MAX_ITER = 4000
+# Global batch size over all processes (each process takes IMS_PER_BATCH / world size).
+_C.SOLVER.IMS_PER_BATCH = 64
+# Save a checkpoint every this many iterations.
+_C.SOLVER.CHECKPOINT_PERIOD = 1000
+# Keep at most this many periodic checkpoints on disk (0 or less = keep all).
+_C.SOLVER.MAX_TO_KEEP = 3
+# Number of micro-batches whose gradients are accumulated before each optimizer step.
+_C.SOLVER.GRAD_ACCUM_STEPS = 1
+# The reference world size BASE_LR, IMS_PER_BATCH and MAX_ITER were tuned for
+# (0 = never rescale them in DefaultTrainer.auto_scale_workers).
+_C.SOLVER.REFERENCE_WORLD_SIZE = 0
+
+_C.SOLVER.CLIP_GRADIENTS = CN()
+# Clip gradients before each optimizer step.
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+# "norm" clips the global norm of all gradients; "value" clips each element.
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
+# Maximum gradient norm (for "norm") or absolute value (for "value").
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
+# Type of the norm for "norm" clipping (2.0 = L2; "inf" for the max norm).
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+
+_C.SOLVER.AMP = CN()
+# Train with automatic mixed precision.
+_C.SOLVER.AMP.ENABLED = False
+# Autocast dtype: "float16" (uses a grad scaler) or "bfloat16" (no scaler; works on CPU).
+_C.SOLVER.AMP.DTYPE = "float16"
+
+# ---------------------------------------------------------------------------------------
+# Test
+# ---------------------------------------------------------------------------------------
+_C.TEST = CN()
+# Evaluate every this many iterations (0 = only after training).
+_C.TEST.EVAL_PERIOD = 0
+# Batch size per process at inference.
+_C.TEST.IMS_PER_BATCH = 64
+# Expected results as [[task, metric, value, tolerance], ...]; checked by verify_results.
+_C.TEST.EXPECTED_RESULTS = []
+
+_C.TEST.PRECISE_BN = CN()
+# Recompute BatchNorm statistics on training data before each evaluation.
+_C.TEST.PRECISE_BN.ENABLED = False
+# Number of training batches used to recompute the statistics.
+_C.TEST.PRECISE_BN.NUM_ITER = 200
+
+# ---------------------------------------------------------------------------------------
+# Misc
+# ---------------------------------------------------------------------------------------
+# Directory for checkpoints, logs, metrics and the dumped config.
+_C.OUTPUT_DIR = "./output"
+# Random seed; each rank uses SEED + rank where streams must differ. Negative = random seed
+# (logged, so the run can be repeated).
+_C.SEED = 0
+# Let cuDNN benchmark convolution algorithms (faster for fixed input sizes, not deterministic).
+_C.CUDNN_BENCHMARK = False

@@ -1,0 +1,43 @@
+"""Install engine_lib: ``pip install -e .`` (runtime) or ``pip install -e ".[dev]"``."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_version() -> str:
+    init = (HERE / "engine_lib" / "__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', init, re.M).group(1)
+
+
+setup(
+    name="engine_lib",
+    version=read_version(),
+    description="A training engine for PyTorch research code in the detectron2 tradition.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["engine_lib", "engine_lib.*"]),
+    install_requires=[
+        "torch>=2.1,<2.15",
+        "torchvision>=0.16,<0.30",
+        "fvcore>=0.1.5",
+        "yacs>=0.1.8",
+        "iopath>=0.1.9",
+        "numpy>=1.21",
+        "pyyaml>=5.1",
+        "tabulate>=0.8",
+        "termcolor>=1.1",
+        "tqdm>=4.29",
+        "tensorboard>=2.10",
+        "scikit-learn>=1.0",
+        "pillow>=8.0",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "ruff>=0.4"],
+        "plot": ["matplotlib>=3.5"],
+    },
+)
