@@ -1,0 +1,301 @@
+import json
+import logging
+import os
+import sys
+
+import pytest
+import torch
+
+from engine_lib.utils.errors import UnknownNameError
+from engine_lib.utils.events import (
+    CommonMetricPrinter,
+    EventStorage,
+    JSONWriter,
+    TensorboardXWriter,
+    get_event_storage,
+    has_event_storage,
+)
+
+
+def _read_json_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def printed():
+    """Messages of the events logger, whatever other tests did to logging's propagation."""
+    logger = logging.getLogger("engine_lib.utils.events")
+    handler = _ListHandler()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.messages
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+# ---------------------------------------------------------------- EventStorage
+
+
+def test_storage_is_current_only_inside_its_block():
+    assert not has_event_storage()
+    with pytest.raises(RuntimeError, match="outside an EventStorage"):
+        get_event_storage()
+    with EventStorage() as outer:
+        assert get_event_storage() is outer
+        with EventStorage() as inner:
+            assert get_event_storage() is inner
+        assert get_event_storage() is outer
+    assert not has_event_storage()
+
+
+def test_iter_start_iter_and_step():
+    storage = EventStorage(start_iter=7)
+    assert storage.iter == 7 and storage.start_iter == 7
+    storage.step()
+    storage.iter = 20
+    assert storage.iter == 20 and storage.start_iter == 7
+    with pytest.raises(AttributeError):
+        storage.start_iter = 3
+
+
+def test_put_scalar_history_latest_and_smoothing():
+    storage = EventStorage()
+    for i, value in enumerate([1.0, 5.0, 3.0]):
+        storage.iter = i
+        storage.put_scalar("loss", value)
+        storage.put_scalar("lr", 0.1 * (i + 1), smoothing_hint=False)
+    assert [v for v, _ in storage.history("loss").values()] == [1.0, 5.0, 3.0]
+    assert storage.latest()["loss"] == (3.0, 2)
+    smoothed = storage.latest_with_smoothing_hint(window_size=3)
+    assert smoothed["loss"] == (3.0, 2)  # median of 1, 5, 3
+    assert smoothed["lr"][0] == pytest.approx(0.3)
+    assert storage.smoothing_hints() == {"loss": True, "lr": False}
+    assert set(storage.histories()) == {"loss", "lr"}
+
+
+def test_put_scalar_accepts_numbers_and_one_element_tensors_only():
+    storage = EventStorage()
+    storage.put_scalar("a", 2)
+    storage.put_scalar("b", torch.tensor(1.5))
+    storage.put_scalars(c=1.0, d=2.0, cur_iter=4)
+    assert storage.latest()["a"] == (2.0, 0)
+    assert storage.latest()["b"] == (1.5, 0)
+    assert storage.latest()["d"] == (2.0, 4)
+    with pytest.raises(TypeError, match="put_scalar\\('e'\\) needs a real number, got str"):
+        storage.put_scalar("e", "0.5")
+
+
+def test_smoothing_hint_must_stay_the_same():
+    storage = EventStorage()
+    storage.put_scalar("x", 1.0, smoothing_hint=True)
+    with pytest.raises(ValueError, match="'x' was put with smoothing_hint=True"):
+        storage.put_scalar("x", 1.0, smoothing_hint=False)
+
+
+def test_history_of_unknown_metric_names_it_and_the_known_ones():
+    storage = EventStorage()
+    storage.put_scalars(total_loss=1.0, lr=0.1)
+    with pytest.raises(UnknownNameError) as info:
+        storage.history("accuracy")
+    assert "'accuracy'" in str(info.value)
+    assert "lr, total_loss" in str(info.value)
+
+
+def test_name_scope_prefixes_and_nests():
+    storage = EventStorage()
+    with storage.name_scope("val"):
+        storage.put_scalar("acc", 0.9)
+        with storage.name_scope("top5/"):
+            storage.put_scalar("acc", 0.99)
+    storage.put_scalar("acc", 0.5)
+    assert set(storage.latest()) == {"val/acc", "val/top5/acc", "acc"}
+
+
+def test_images_and_histograms_are_queued_and_cleared():
+    storage = EventStorage(start_iter=3)
+    storage.put_image("img", torch.zeros(3, 4, 4))
+    storage.put_histogram("weights", torch.tensor([0.0, 1.0, 1.0, 2.0]), bins=2)
+    storage.put_histogram("constant", torch.ones(5), bins=4)
+    assert [(name, itr) for name, _, itr in storage.images()] == [("img", 3)]
+    hist = storage.histogram_data()[0]
+    assert hist["tag"] == "weights" and hist["num"] == 4 and hist["global_step"] == 3
+    assert hist["bucket_counts"] == [1.0, 3.0]
+    assert hist["sum"] == 4.0 and hist["sum_squares"] == 6.0
+    assert sum(storage.histogram_data()[1]["bucket_counts"]) == 5
+    storage.clear_images()
+    storage.clear_histograms()
+    assert storage.images() == [] and storage.histogram_data() == []
+
+
+# ---------------------------------------------------------------- JSONWriter
+
+
+def test_json_writer_writes_one_object_per_iteration_only_for_updated_metrics(tmp_path):
+    path = tmp_path / "metrics.json"
+    writer = JSONWriter(str(path), window_size=1)
+    with EventStorage() as storage:
+        storage.put_scalars(loss=1.0, lr=0.1)
+        writer.write()
+        storage.step()
+        storage.put_scalar("loss", 0.5)
+        writer.write()
+        writer.write()  # nothing new: no line
+        storage.step()
+        storage.put_scalar("acc", 0.9, cur_iter=1)  # already written iteration: skipped
+    writer.close()
+    assert _read_json_lines(path) == [
+        {"iteration": 0, "loss": 1.0, "lr": 0.1},
+        {"iteration": 1, "loss": 0.5},
+    ]
+
+
+def test_json_writer_never_repeats_iterations_after_a_resume(tmp_path):
+    path = tmp_path / "metrics.json"
+    old_lines = [json.dumps({"iteration": i, "loss": float(i)}) + "\n" for i in range(10)]
+    # A crash while writing iteration 10 left half a line behind.
+    path.write_text("".join(old_lines) + '{"iteration": 10, "lo')
+
+    writer = JSONWriter(str(path))
+    with EventStorage(start_iter=5) as storage:
+        for _ in range(5, 8):
+            storage.put_scalar("loss", 100.0, smoothing_hint=False)
+            writer.write()
+            storage.step()
+    writer.close()
+
+    records = _read_json_lines(path)  # every line parses: the truncated one is gone
+    assert [r["iteration"] for r in records] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [r["loss"] for r in records[:5]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert all(r["loss"] == 100.0 for r in records[5:])
+    assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary file left behind
+
+
+def test_json_writer_starting_at_zero_replaces_an_old_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"iteration": 0, "loss": 9.0}\n{"iteration": 1, "loss": 9.0}\n')
+    writer = JSONWriter(str(path))
+    with EventStorage() as storage:
+        storage.put_scalar("loss", 1.0)
+        writer.write()
+    writer.close()
+    assert _read_json_lines(path) == [{"iteration": 0, "loss": 1.0}]
+
+
+def test_json_writer_leaves_an_intact_file_alone(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"iteration": 0, "loss": 9.0}\n')
+    before = os.stat(path).st_ino
+    writer = JSONWriter(str(path))
+    with EventStorage(start_iter=1) as storage:
+        storage.put_scalar("loss", 1.0)
+        writer.write()
+    writer.close()
+    assert os.stat(path).st_ino == before  # appended, not replaced
+    assert _read_json_lines(path) == [{"iteration": 0, "loss": 9.0}, {"iteration": 1, "loss": 1.0}]
+
+
+def test_json_writer_trims_only_once_per_writer(tmp_path):
+    path = tmp_path / "metrics.json"
+    writer = JSONWriter(str(path))
+    with EventStorage(start_iter=2) as storage:
+        storage.put_scalar("loss", 1.0)
+        writer.write()
+        writer.close()  # e.g. PeriodicWriter closes after the last write
+        storage.step()
+        storage.put_scalar("loss", 2.0)
+        writer.write()
+    writer.close()
+    assert [r["iteration"] for r in _read_json_lines(path)] == [2, 3]
+
+
+# ---------------------------------------------------------------- TensorboardXWriter
+
+
+def test_tensorboard_writer_writes_scalars_images_histograms(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    writer = TensorboardXWriter(str(tmp_path), window_size=1)
+    with EventStorage() as storage:
+        for _ in range(2):
+            storage.put_scalar("loss", 1.0 + storage.iter)
+            storage.step()
+        storage.put_image("sample", torch.rand(3, 8, 8))
+        storage.put_histogram("weights", torch.randn(100), bins=10)
+        writer.write()
+        assert storage.images() == [] and storage.histogram_data() == []
+    writer.close()
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "loss" in tags["scalars"]
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 2.0)]
+    assert "sample" in tags["images"]
+    assert "weights" in tags["histograms"]
+
+
+def test_tensorboard_writer_names_the_package_when_missing(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match="pip install tensorboard"):
+        TensorboardXWriter(str(tmp_path))
+
+
+# ---------------------------------------------------------------- CommonMetricPrinter
+
+
+def test_printer_reports_eta_iteration_losses_times_and_lr(printed):
+    printer = CommonMetricPrinter(max_iter=101, window_size=20)
+    with EventStorage() as storage:
+        storage.iter = 0
+        for _ in range(10):
+            storage.put_scalars(total_loss=0.75, loss_cls=0.5, accuracy=0.9)
+            storage.put_scalar("time", 2.0)
+            storage.put_scalar("data_time", 0.25)
+            storage.put_scalar("lr", 0.02, smoothing_hint=False)
+        printer.write()
+        line = printed[-1]
+        assert "eta: 0:03:20" in line  # 100 iterations left at 2 s each
+        assert "iter: 0" in line
+        assert "total_loss: 0.75" in line and "loss_cls: 0.5" in line
+        assert "accuracy" not in line
+        assert "time: 2.0000" in line and "data_time: 0.2500" in line
+        assert "lr: 0.02" in line
+        assert storage.latest()["eta_seconds"] == (200.0, 0)
+
+
+def test_printer_without_time_or_lr_guesses_eta_from_wall_clock(printed):
+    printer = CommonMetricPrinter(max_iter=1000)
+    with EventStorage() as storage:
+        storage.put_scalar("loss", 1.0)
+        printer.write()
+        assert "eta" not in printed[-1] and "lr" not in printed[-1]
+        assert "loss: 1" in printed[-1]
+        storage.iter = 10
+        printer.write()
+        assert "eta: " in printed[-1] and "iter: 10" in printed[-1]
+
+
+def test_printer_without_max_iter_has_no_eta(printed):
+    with EventStorage() as storage:
+        storage.put_scalar("time", 1.0)
+        CommonMetricPrinter().write()
+    assert "eta" not in printed[-1] and "time: 1.0000" in printed[-1]
+
+
+def test_printer_is_silent_once_training_finished(printed):
+    with EventStorage() as storage:
+        storage.put_scalar("loss", 1.0)
+        storage.iter = 50
+        CommonMetricPrinter(max_iter=50).write()
+    assert printed == []
