@@ -10,7 +10,6 @@ import json
 import logging
 import numbers
 import os
-import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import torch
 from fvcore.common.history_buffer import HistoryBuffer
 
 from engine_lib.utils.errors import UnknownNameError
+from engine_lib.utils.file_io import atomic_write
 
 __all__ = [
     "EventStorage",
@@ -274,20 +274,6 @@ class EventWriter:
         """Release files and other resources; the default does nothing."""
 
 
-def _fsync_dir(directory: str) -> None:
-    # Makes the rename itself durable; not every file system lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _kept_lines(text: str, start_iter: int) -> List[str]:
     """The complete JSON lines of ``text`` about iterations before ``start_iter``."""
     kept = []
@@ -338,19 +324,8 @@ class JSONWriter(EventWriter):
         kept = _kept_lines(text, start_iter)
         if "".join(kept) == text:
             return
-        directory = os.path.dirname(os.path.abspath(self._path))
-        fd, tmp_path = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as tmp:
-                tmp.writelines(kept)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_path, self._path)
-        except BaseException:
-            if os.path.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
-        _fsync_dir(directory)
+        with atomic_write(self._path, "w") as f:
+            f.writelines(kept)
         logger.info(
             "Kept %d lines of %s, about the iterations before %d.",
             len(kept),

@@ -1,0 +1,399 @@
+"""Checkpointers: fvcore's, with atomic saves, safe loading and a resume that survives crashes.
+
+What a checkpoint holds must be loadable with ``torch.load(weights_only=True)``: tensors,
+numbers, strings, bytes, ``None``, and dicts, lists, tuples and sets of these. Every
+``state_dict()`` registered as a checkpointable and every extra value given to
+:meth:`Checkpointer.save` must follow this rule (convert numpy arrays with
+``torch.from_numpy``, numpy scalars with ``float``/``int``, a ``defaultdict`` with ``dict``).
+``save`` checks it and names the offending entry, so a broken resume is caught at the first
+save instead of after a crash. See :mod:`engine_lib.checkpoint.serialization`.
+"""
+
+import logging
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
+from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
+from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from engine_lib.utils import comm
+from engine_lib.utils.file_io import PathManager, atomic_write
+
+from .serialization import (
+    CheckpointError,
+    UnreadableCheckpointError,
+    check_weights_only,
+    read_checkpoint,
+)
+
+__all__ = ["Checkpointer", "PeriodicCheckpointer"]
+
+logger = logging.getLogger(__name__)
+
+_LAST_CHECKPOINT = "last_checkpoint"
+
+
+class Checkpointer(_FvcoreCheckpointer):
+    """Save and load a model and other checkpointable objects (optimizer, scheduler, ...).
+
+    Differences from fvcore's ``Checkpointer``:
+
+    * saves are atomic: a crash at any instant leaves the previous checkpoint and
+      ``last_checkpoint`` readable;
+    * files are read with ``torch.load(weights_only=True)`` unless ``allow_pickle`` is set,
+      and a bad file raises a :class:`CheckpointError` naming it;
+    * :meth:`resume_or_load` skips an unreadable newest checkpoint and resumes from the
+      newest readable older one;
+    * by default only the main process writes.
+
+    Args:
+        model (nn.Module): the model; a DDP/DataParallel wrapper is saved as its ``module``.
+        save_dir (str): the directory checkpoints are written to and resumed from.
+            Default: ``""`` (never save).
+        save_to_disk (bool | None): whether :meth:`save` writes. Default: None, meaning only
+            the main process (``comm.is_main_process()``).
+        allow_pickle (bool): load files with full pickle instead of ``weights_only=True``, and
+            save values of any type. Only for checkpoints from a trusted source. Default: False.
+        **checkpointables: objects with ``state_dict()``/``load_state_dict()`` to save and
+            restore along with the model, by name (e.g. ``optimizer=optimizer``).
+
+    Example:
+        >>> checkpointer = Checkpointer(model, "output", optimizer=opt, scheduler=sched)
+        >>> checkpointer.save("model_0000999", iteration=999)
+        >>> extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=True)
+        >>> start_iter = extra.get("iteration", -1) + 1
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        save_dir: str = "",
+        *,
+        save_to_disk: Optional[bool] = None,
+        allow_pickle: bool = False,
+        **checkpointables: Any,
+    ) -> None:
+        if save_to_disk is None:
+            save_to_disk = comm.is_main_process()
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.allow_pickle = allow_pickle
+        # fvcore builds a private PathManager; ours carries the handlers a project registered.
+        self.path_manager = PathManager
+        # fvcore logs under its own name; ours follows engine_lib's logging setup.
+        self.logger = logger
+
+    @property
+    def model(self) -> nn.Module:
+        """The model whose weights are saved and loaded (never a DDP/DataParallel wrapper)."""
+        return self._model
+
+    @model.setter
+    def model(self, model: nn.Module) -> None:
+        # fvcore unwraps only in its constructor; unwrapping on every assignment keeps the
+        # saved and loaded keys free of "module." even for a model wrapped later.
+        if isinstance(model, (DistributedDataParallel, DataParallel)):
+            model = model.module
+        self._model = model
+
+    # ------------------------------------------------------------------ saving
+    def save(self, name: str, **kwargs: Any) -> None:
+        """Write the model, the checkpointables and ``kwargs`` to ``<save_dir>/<name>.pth``.
+
+        The file is complete on disk before it replaces any old one, and ``last_checkpoint``
+        is pointed at it only afterwards. Does nothing unless ``save_to_disk`` and
+        ``save_dir`` are set.
+
+        Args:
+            name (str): the file name without ``.pth``.
+            **kwargs: extra data to store (e.g. ``iteration=999``), loadable with
+                ``weights_only=True``.
+
+        Raises:
+            TypeError: if some value could not be loaded back with ``weights_only=True``.
+        """
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        if not self.allow_pickle:
+            check_weights_only(data, name=f"Checkpoint {name!r}")
+
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        assert os.path.basename(save_file) == basename, f"bad checkpoint name {name!r}"
+        self.logger.info("Saving checkpoint to %s", save_file)
+        self.path_manager.mkdirs(self.save_dir)
+        with self._open_for_write(save_file, "wb") as f:
+            torch.save(data, f)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Point ``last_checkpoint`` at a saved file, atomically.
+
+        Args:
+            last_filename_basename (str): the checkpoint's file name inside ``save_dir``.
+        """
+        with self._open_for_write(os.path.join(self.save_dir, _LAST_CHECKPOINT), "w") as f:
+            f.write(last_filename_basename)
+
+    def _open_for_write(self, path: str, mode: str):
+        if "://" in path:
+            # Remote stores (an iopath handler) have no rename; write through the handler.
+            return self.path_manager.open(path, mode)
+        return atomic_write(path, mode)
+
+    # ------------------------------------------------------------------ loading
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        """Load a checkpoint into the model and the checkpointables.
+
+        Parameters whose shape differs from the model's are skipped (and reported); the
+        others are loaded.
+
+        Args:
+            path (str): a file path or URL; ``""`` loads nothing.
+            checkpointables (list[str] | None): names of the checkpointables to restore;
+                None restores all of them. Default: None.
+
+        Returns:
+            dict: the checkpoint's remaining entries (e.g. ``{"iteration": 999}``).
+
+        Raises:
+            UnreadableCheckpointError: the file is missing, truncated or not a checkpoint.
+            CheckpointError: the file is refused by ``weights_only`` or a state does not fit.
+        """
+        if not path:
+            self.logger.info("No checkpoint given; the model keeps its initial weights.")
+            return {}
+        checkpoint = self._load_file(self._local_file(path))
+        return self._apply(checkpoint, path, checkpointables)
+
+    def _load_file(self, f: str) -> Dict[str, Any]:
+        """Read a local file with ``weights_only`` unless pickle was allowed (see fvcore)."""
+        return read_checkpoint(f, allow_pickle=self.allow_pickle)
+
+    def _local_file(self, path: str) -> str:
+        if os.path.isfile(path):
+            return path
+        try:
+            local = self.path_manager.get_local_path(path)
+        except Exception as e:  # a download or a remote store can fail in many ways
+            raise UnreadableCheckpointError(f"Checkpoint {path} cannot be fetched: {e}") from e
+        if not os.path.isfile(local):
+            raise UnreadableCheckpointError(
+                f"Checkpoint file {path} does not exist; expected a .pth file written by "
+                "Checkpointer.save or torch.save."
+            )
+        return local
+
+    def _apply(
+        self, checkpoint: Dict[str, Any], path: str, checkpointables: Optional[List[str]]
+    ) -> Dict[str, Any]:
+        self.logger.info("Loading checkpoint from %s", path)
+        incompatible = self._load_model(checkpoint)
+        self._log_incompatible_keys(incompatible)
+        for key in self.checkpointables if checkpointables is None else checkpointables:
+            if key not in checkpoint:
+                self.logger.warning("%s has no %r state; it keeps its current state.", path, key)
+                continue
+            try:
+                self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                raise CheckpointError(
+                    f"Cannot restore {key!r} from checkpoint {path}: {e}. Was it written by a "
+                    "different model or config?"
+                ) from e
+        return checkpoint
+
+    def _log_incompatible_keys(self, incompatible: Any) -> None:
+        # fvcore reports a parameter skipped for its shape a second time as "not found in
+        # the checkpoint"; report it once, as a shape mismatch.
+        skipped = {key for key, _, _ in incompatible.incorrect_shapes}
+        missing = [key for key in incompatible.missing_keys if key not in skipped]
+        super()._log_incompatible_keys(incompatible._replace(missing_keys=missing))
+
+    # ------------------------------------------------------------------ resuming
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """Resume from ``save_dir`` if it has a checkpoint, else load the weights at ``path``.
+
+        Resuming restores everything (model and checkpointables) from the file
+        ``last_checkpoint`` names. If that file cannot be read, a warning names it and the
+        newest readable older checkpoint (``model_final.pth`` and ``model_<iter>.pth``, by
+        iteration) is used instead. Loading ``path`` restores the model's weights only.
+
+        Args:
+            path (str): weights to start from when not resuming (``""`` for none).
+            resume (bool): whether to resume from ``save_dir``. Default: True.
+
+        Returns:
+            dict: the checkpoint's remaining entries (e.g. ``{"iteration": 999}``).
+
+        Raises:
+            UnreadableCheckpointError: when resuming and no checkpoint is readable.
+            CheckpointError: see :meth:`load`.
+        """
+        if resume:
+            candidates = self._resume_candidates()
+            if candidates:
+                return self._resume_from(candidates)
+        return self.load(path, checkpointables=[])
+
+    def has_checkpoint(self) -> bool:
+        """Whether :meth:`resume_or_load` would resume (a tag or checkpoint files exist).
+
+        Returns:
+            bool: True if ``save_dir`` holds ``last_checkpoint`` or checkpoint files.
+        """
+        return bool(self._resume_candidates())
+
+    def get_periodic_checkpoint_files(self, file_prefix: str = "model") -> List[str]:
+        """List ``<file_prefix>_<iteration>.pth`` files in ``save_dir``, oldest first.
+
+        Args:
+            file_prefix (str): the prefix the periodic checkpointer uses. Default: "model".
+
+        Returns:
+            list[str]: paths sorted by iteration.
+        """
+        return [path for _, path in _by_iteration(self.get_all_checkpoint_files(), file_prefix)]
+
+    def get_all_checkpoint_files(self) -> List[str]:
+        """List all ``.pth`` files in ``save_dir`` ([] if it does not exist yet).
+
+        Returns:
+            list[str]: the paths, in directory order.
+        """
+        if not self.save_dir or not self.path_manager.isdir(self.save_dir):
+            return []
+        return super().get_all_checkpoint_files()
+
+    def get_checkpoint_file(self) -> str:
+        """Return the file ``last_checkpoint`` names.
+
+        Returns:
+            str: its path in ``save_dir``, or ``""`` if there is no (non-empty) tag.
+        """
+        try:
+            with self.path_manager.open(os.path.join(self.save_dir, _LAST_CHECKPOINT)) as f:
+                name = f.read().strip()
+        except OSError:
+            return ""
+        return os.path.join(self.save_dir, name) if name else ""
+
+    def _resume_candidates(self) -> List[str]:
+        """Files to try when resuming: the tagged one first, then older ones, newest first."""
+        if not self.save_dir:
+            return []
+        periodic = self.get_periodic_checkpoint_files()
+        order = {path: i for i, path in enumerate(periodic)}
+        final = os.path.join(self.save_dir, "model_final.pth")
+        if self.path_manager.isfile(final):
+            order[final] = len(periodic)  # saved at the last iteration: newer than any
+        newest_first = sorted(order, key=order.get, reverse=True)
+        tagged = self.get_checkpoint_file()
+        if not tagged:
+            return newest_first
+        if tagged in order:
+            return [tagged] + [p for p in newest_first if order[p] < order[tagged]]
+        # A tag naming another file (e.g. model_best.pth): any of the others may follow it.
+        return [tagged] + newest_first
+
+    def _resume_from(self, candidates: List[str]) -> Dict[str, Any]:
+        first_error: Optional[UnreadableCheckpointError] = None
+        for path in candidates:
+            try:
+                checkpoint = self._load_file(self._local_file(path))
+            except UnreadableCheckpointError as e:
+                self.logger.warning(
+                    "Cannot resume from %s; trying an older checkpoint. %s", path, e
+                )
+                first_error = first_error or e
+                continue
+            if first_error is not None:
+                self.logger.warning("Resuming from %s, the newest readable checkpoint.", path)
+            return self._apply(checkpoint, path, checkpointables=None)
+        raise UnreadableCheckpointError(
+            f"No readable checkpoint to resume from in {self.save_dir} (tried {candidates}). "
+            f"First error: {first_error}"
+        ) from first_error
+
+
+class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
+    """Save a checkpoint every ``period`` iterations and at the last one; keep the newest few.
+
+    ``step(iteration)`` writes ``<file_prefix>_<iteration:07d>.pth`` when ``iteration + 1``
+    is a multiple of ``period`` and ``<file_prefix>_final.pth`` at ``max_iter - 1``.
+
+    Unlike fvcore's, which remembers only the files it wrote itself (so files from before a
+    resume are never deleted) and deletes from every rank, old periodic files are found on
+    disk and deleted by the process that saves. ``model_final``, ``model_best`` and the file
+    ``last_checkpoint`` names are never deleted, nor files of iterations after the current
+    one (left by an abandoned run).
+
+    Args:
+        checkpointer (Checkpointer): saves the files.
+        period (int): save every this many iterations.
+        max_iter (int | None): the number of iterations; the final checkpoint is saved at
+            ``max_iter - 1``. Default: None (no final checkpoint).
+        max_to_keep (int | None): keep at most this many periodic files; None or <= 0 keeps
+            all (as ``SOLVER.MAX_TO_KEEP``). Default: None.
+        file_prefix (str): prefix of the file names. Default: "model".
+    """
+
+    def __init__(
+        self,
+        checkpointer: Checkpointer,
+        period: int,
+        max_iter: Optional[int] = None,
+        max_to_keep: Optional[int] = None,
+        file_prefix: str = "model",
+    ) -> None:
+        if max_to_keep is not None and max_to_keep <= 0:
+            max_to_keep = None  # fvcore asserts > 0; our config spells "keep all" as 0
+        super().__init__(checkpointer, period, max_iter, max_to_keep, file_prefix)
+
+    def step(self, iteration: int, **kwargs: Any) -> None:
+        """Save if ``iteration`` is due, then delete periodic files beyond ``max_to_keep``.
+
+        Args:
+            iteration (int): the iteration just finished, in ``[0, max_iter - 1]``.
+            **kwargs: extra data to save; ``iteration`` is added.
+        """
+        iteration = int(iteration)
+        data = {"iteration": iteration, **kwargs}
+        if (iteration + 1) % self.period == 0:
+            self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **data)
+            self._delete_old(iteration)
+        if self.max_iter is not None and iteration >= self.max_iter - 1:
+            self.checkpointer.save(f"{self.file_prefix}_final", **data)
+
+    def _delete_old(self, iteration: int) -> None:
+        checkpointer = self.checkpointer
+        if self.max_to_keep is None or not checkpointer.save_to_disk or not checkpointer.save_dir:
+            return
+        periodic = _by_iteration(checkpointer.get_all_checkpoint_files(), self.file_prefix)
+        past = [path for it, path in periodic if it <= iteration]
+        protected = checkpointer.get_checkpoint_file()
+        for path in past[: -self.max_to_keep]:
+            if path == protected:
+                continue
+            try:
+                self.path_manager.rm(path)
+            except OSError as e:
+                logger.warning("Could not delete old checkpoint %s: %s", path, e)
+
+
+def _by_iteration(paths: List[str], file_prefix: str) -> List[Tuple[int, str]]:
+    """``(iteration, path)`` of the ``<file_prefix>_<iteration>.pth`` files, oldest first."""
+    pattern = re.compile(rf"{re.escape(file_prefix)}_(\d+)\.pth")
+    found = []
+    for path in paths:
+        match = pattern.fullmatch(os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
