@@ -1,0 +1,305 @@
+"""Build the training and test data loaders (``list[dict]`` batches) from objects or a config.
+
+Both builders are ``@configurable``: ``build_train_loader(cfg)`` reads ``DATASETS``,
+``DATALOADER``, ``SOLVER.IMS_PER_BATCH``, ``INPUT`` and ``SEED``; the same functions take
+plain objects (``build_train_loader(dataset, mapper=..., total_batch_size=64)``).
+
+Reproducibility and exact resume (see :mod:`engine_lib.data.seeding`): the training
+sampler is a :class:`~engine_lib.data.samplers.ResumableSampler`; each sample's
+augmentation seed depends on (seed, rank, position in the rank's stream); workers are seeded
+from (seed, rank, worker id); the ``DataLoader`` gets its own generator, so building or
+iterating a loader never consumes the global torch RNG. To resume, the trainer calls
+``get_training_sampler(loader).set_position(samples_consumed_by_this_rank)`` before it starts
+iterating the loader.
+"""
+
+import difflib
+import itertools
+import logging
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+
+from engine_lib.config import CfgNode, configurable
+from engine_lib.utils import comm
+from engine_lib.utils.errors import ConfigError, UnknownNameError
+
+from .catalog import DatasetCatalog
+from .common import DrawSeedSampler, MapDataset, trivial_batch_collator
+from .mapper import DatasetMapper
+from .samplers import (
+    IdentitySampler,
+    InferenceSampler,
+    RepeatFactorTrainingSampler,
+    ResumableSampler,
+    TrainingSampler,
+)
+from .seeding import TAG_LOADER, WorkerSeeder, derive_seed
+
+__all__ = [
+    "get_dataset_dicts",
+    "build_training_sampler",
+    "build_train_loader",
+    "build_test_loader",
+    "get_training_sampler",
+]
+
+logger = logging.getLogger(__name__)
+
+DatasetLike = Union[List[Dict[str, Any]], Dataset]
+
+TRAIN_SAMPLERS = ("TrainingSampler", "RepeatFactorTrainingSampler", "IdentitySampler")
+
+
+def get_dataset_dicts(names: Union[str, Sequence[str]]) -> DatasetLike:
+    """Load the data sets ``names`` from ``DatasetCatalog`` and concatenate them.
+
+    Args:
+        names (str or sequence of str): registered data set names.
+
+    Returns:
+        A list of dicts when every data set is a list (a new list; the dicts are shared with
+        the catalog's cache), else a ``ConcatDataset``.
+
+    Raises:
+        UnknownNameError: a name is not registered.
+        ConfigError: no name is given, or a data set is empty.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise ConfigError("No data set given: DATASETS.TRAIN / DATASETS.TEST is empty")
+    datasets = [DatasetCatalog.get(name) for name in names]
+    for name, dataset in zip(names, datasets):
+        if len(dataset) == 0:
+            raise ConfigError(f"Data set {name!r} is empty; its loader returned no samples")
+    if all(isinstance(d, list) for d in datasets):
+        return list(itertools.chain.from_iterable(datasets))
+    return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
+
+
+def _batch_per_rank(total_batch_size: int, world_size: int) -> int:
+    if total_batch_size <= 0 or total_batch_size % world_size:
+        raise ConfigError(
+            f"SOLVER.IMS_PER_BATCH is {total_batch_size}; it must be a positive multiple of the "
+            f"world size ({world_size}) so every process gets the same batch"
+        )
+    return total_batch_size // world_size
+
+
+def _records(dataset: DatasetLike) -> Sequence[Dict[str, Any]]:
+    # Index explicitly: a map-style Dataset need not support iteration.
+    return dataset if isinstance(dataset, list) else [dataset[i] for i in range(len(dataset))]
+
+
+def build_training_sampler(
+    cfg: CfgNode, dataset: DatasetLike, batch_size_per_rank: int
+) -> ResumableSampler:
+    """Build the sampler named by ``DATALOADER.SAMPLER_TRAIN`` for ``dataset``.
+
+    The seed is ``cfg.SEED`` (a seed shared by all ranks when negative).
+
+    Raises:
+        UnknownNameError: the sampler name is not one of :data:`TRAIN_SAMPLERS`.
+        ConfigError: the identity sampler's batch is not a multiple of
+            ``DATALOADER.NUM_INSTANCE``.
+    """
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    if name == "TrainingSampler":
+        return TrainingSampler(len(dataset), seed=seed)
+    if name == "RepeatFactorTrainingSampler":
+        factors = RepeatFactorTrainingSampler.repeat_factors_from_labels(
+            _records(dataset), cfg.DATALOADER.REPEAT_THRESHOLD
+        )
+        return RepeatFactorTrainingSampler(factors, seed=seed)
+    if name == "IdentitySampler":
+        k = cfg.DATALOADER.NUM_INSTANCE
+        if k <= 0 or batch_size_per_rank % k:
+            raise ConfigError(
+                f"DATALOADER.SAMPLER_TRAIN 'IdentitySampler' needs the per-process batch "
+                f"(SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} / {comm.get_world_size()} "
+                f"processes = {batch_size_per_rank}) to be a multiple of DATALOADER.NUM_INSTANCE "
+                f"({k})"
+            )
+        labels = [d["label"] for d in _records(dataset)]
+        return IdentitySampler(labels, batch_size_per_rank, k, seed=seed)
+    close = difflib.get_close_matches(name, TRAIN_SAMPLERS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownNameError(
+        f"DATALOADER.SAMPLER_TRAIN {name!r} is unknown.{hint} Expected one of "
+        f"{', '.join(TRAIN_SAMPLERS)}"
+    )
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _seeded_generator(*values: int) -> torch.Generator:
+    # The DataLoader draws its workers' base seed from this generator; without one it would
+    # draw from (and so advance) the global torch RNG on every iter(loader).
+    return torch.Generator().manual_seed(derive_seed(TAG_LOADER, *values))
+
+
+def _train_loader_from_config(
+    cfg: CfgNode,
+    mapper: Optional[Callable] = None,
+    dataset: Optional[DatasetLike] = None,
+    sampler: Optional[Sampler] = None,
+) -> Dict[str, Any]:
+    if dataset is None:
+        dataset = get_dataset_dicts(cfg.DATASETS.TRAIN)
+    if mapper is None:
+        mapper = DatasetMapper(cfg, True)
+    if sampler is None:
+        batch = _batch_per_rank(cfg.SOLVER.IMS_PER_BATCH, comm.get_world_size())
+        sampler = build_training_sampler(cfg, dataset, batch)
+    return {
+        "dataset": dataset,
+        "mapper": mapper,
+        "sampler": sampler,
+        "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
+        "num_workers": cfg.DATALOADER.NUM_WORKERS,
+        "seed": cfg.SEED if cfg.SEED >= 0 else None,
+        "pin_memory": str(cfg.MODEL.DEVICE).startswith("cuda"),
+        "drop_last": cfg.DATALOADER.DROP_LAST,
+    }
+
+
+@configurable(from_config=_train_loader_from_config)
+def build_train_loader(
+    dataset: DatasetLike,
+    *,
+    mapper: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    sampler: Optional[Sampler] = None,
+    total_batch_size: int,
+    num_workers: int = 0,
+    seed: Optional[int] = None,
+    pin_memory: bool = False,
+    drop_last: bool = True,
+    collate_fn: Optional[Callable[[List[Any]], Any]] = None,
+) -> DataLoader:
+    """Build the training loader: an endless iterable of per-rank batches (lists of dicts).
+
+    Also callable as ``build_train_loader(cfg, mapper=None, dataset=None, sampler=None)``:
+    the data sets ``DATASETS.TRAIN`` (concatenated), ``DatasetMapper(cfg, True)``, the sampler
+    ``DATALOADER.SAMPLER_TRAIN``, ``SOLVER.IMS_PER_BATCH``, ``DATALOADER.NUM_WORKERS``,
+    ``SEED``, pinned memory when ``MODEL.DEVICE`` is CUDA.
+
+    Args:
+        dataset (list or Dataset): dataset dicts.
+        mapper (callable, optional): maps a dataset dict to a model input (default: none).
+        sampler (Sampler, optional): yields indices of ``dataset``; a ``ResumableSampler``
+            makes the loader resumable. Default: ``TrainingSampler(len(dataset), seed=seed)``.
+        total_batch_size (int): batch size summed over all processes (``SOLVER.IMS_PER_BATCH``).
+        num_workers (int): worker processes (0 = load in this process).
+        seed (int, optional): base seed of workers and, for samplers that are not resumable,
+            of augmentations. Default: the sampler's seed, else a seed shared by all ranks.
+        pin_memory (bool): pin batches in page-locked memory (for CUDA training).
+        drop_last (bool): drop an incomplete last batch (only matters for finite samplers).
+        collate_fn (callable, optional): default: keep the batch as a list.
+
+    Returns:
+        DataLoader: use :func:`get_training_sampler` on it to reposition the sampler.
+
+    Raises:
+        ConfigError: ``total_batch_size`` is not a multiple of the world size.
+    """
+    world_size, rank = comm.get_world_size(), comm.get_rank()
+    batch_size = _batch_per_rank(total_batch_size, world_size)
+    if sampler is None:
+        sampler = TrainingSampler(len(dataset), seed=seed)
+    if seed is None:
+        seed = sampler.seed if isinstance(sampler, ResumableSampler) else comm.shared_random_seed()
+    if not isinstance(sampler, ResumableSampler):
+        logger.warning(
+            "The training sampler %s is not a ResumableSampler: a resumed run will not see the "
+            "same samples as an uninterrupted one.",
+            type(sampler).__name__,
+        )
+    return DataLoader(
+        MapDataset(dataset, mapper if mapper is not None else _identity),
+        sampler=DrawSeedSampler(sampler, seed, rank),
+        batch_size=batch_size,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=collate_fn if collate_fn is not None else trivial_batch_collator,
+        worker_init_fn=WorkerSeeder(seed, rank),
+        generator=_seeded_generator(seed, rank),
+        pin_memory=pin_memory,
+        # Workers outlive one iteration: re-creating them after every epoch (or after
+        # reset_data_loader) would cost seconds for nothing.
+        persistent_workers=num_workers > 0,
+    )
+
+
+def get_training_sampler(loader: Any) -> Optional[ResumableSampler]:
+    """Return the resumable sampler of a loader from :func:`build_train_loader`, else ``None``.
+
+    On resume the trainer calls ``get_training_sampler(loader).set_position(n)`` with ``n``
+    the number of samples this rank consumed (``iteration * per-rank batch size`` when every
+    iteration takes one batch) *before* it first iterates the loader.
+    """
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DrawSeedSampler):
+        sampler = sampler.sampler
+    return sampler if isinstance(sampler, ResumableSampler) else None
+
+
+def _test_loader_from_config(
+    cfg: CfgNode, dataset_name: Union[str, Sequence[str]], mapper: Optional[Callable] = None
+) -> Dict[str, Any]:
+    return {
+        "dataset": get_dataset_dicts(dataset_name),
+        "mapper": mapper if mapper is not None else DatasetMapper(cfg, False),
+        "batch_size": cfg.TEST.IMS_PER_BATCH,
+        "num_workers": cfg.DATALOADER.NUM_WORKERS,
+        "pin_memory": str(cfg.MODEL.DEVICE).startswith("cuda"),
+    }
+
+
+@configurable(from_config=_test_loader_from_config)
+def build_test_loader(
+    dataset: DatasetLike,
+    *,
+    mapper: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    sampler: Optional[Sampler] = None,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    collate_fn: Optional[Callable[[List[Any]], Any]] = None,
+) -> DataLoader:
+    """Build a loader that yields every sample once over all ranks, in order, in list batches.
+
+    Also callable as ``build_test_loader(cfg, dataset_name, mapper=None)``: the data set(s)
+    ``dataset_name``, ``DatasetMapper(cfg, False)``, ``TEST.IMS_PER_BATCH`` samples per batch
+    on each process, ``DATALOADER.NUM_WORKERS``.
+
+    Args:
+        dataset (list or Dataset): dataset dicts.
+        mapper (callable, optional): maps a dataset dict to a model input (default: none).
+        sampler (Sampler, optional): default ``InferenceSampler(len(dataset))``: contiguous
+            shards in rank order, so gathering results in rank order restores dataset order.
+        batch_size (int): samples per batch on each process (the last batch may be smaller).
+        num_workers (int): worker processes.
+        pin_memory (bool): pin batches in page-locked memory.
+        collate_fn (callable, optional): default: keep the batch as a list.
+
+    Returns:
+        DataLoader: a finite loader over this rank's share.
+    """
+    if batch_size <= 0:
+        raise ConfigError(f"TEST.IMS_PER_BATCH is {batch_size}; expected a positive integer")
+    rank = comm.get_rank()
+    return DataLoader(
+        MapDataset(dataset, mapper if mapper is not None else _identity),
+        sampler=sampler if sampler is not None else InferenceSampler(len(dataset)),
+        batch_size=batch_size,
+        drop_last=False,
+        num_workers=num_workers,
+        collate_fn=collate_fn if collate_fn is not None else trivial_batch_collator,
+        worker_init_fn=WorkerSeeder(0, rank),
+        generator=_seeded_generator(0, rank),
+        pin_memory=pin_memory,
+    )
