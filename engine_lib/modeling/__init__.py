@@ -1,0 +1,38 @@
+"""Models: registries, ``build_model`` and the built-in image classifier.
+
+Importing this package registers the built-in entries (``ImageClassifier``, ``SmallCNN``,
+``ResNet``, ``LinearHead``); a project registers its own by decorating them with
+``META_ARCH_REGISTRY.register()`` (or the backbone / heads registry) before ``build_model``.
+"""
+
+from .backbone import (
+    BACKBONE_REGISTRY,
+    Backbone,
+    LoadResult,
+    ResNet,
+    SmallCNN,
+    build_backbone,
+    load_pretrained_backbone,
+)
+from .build import META_ARCH_REGISTRY, build_model, parameter_count_table
+from .heads import HEADS_REGISTRY, LinearHead, build_head
+from .meta_arch import ImageClassifier
+from .norm import get_norm
+
+__all__ = [
+    "BACKBONE_REGISTRY",
+    "HEADS_REGISTRY",
+    "META_ARCH_REGISTRY",
+    "Backbone",
+    "ImageClassifier",
+    "LinearHead",
+    "LoadResult",
+    "ResNet",
+    "SmallCNN",
+    "build_backbone",
+    "build_head",
+    "build_model",
+    "get_norm",
+    "load_pretrained_backbone",
+    "parameter_count_table",
+]
