@@ -22,8 +22,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["engine_lib", "engine_lib.*"]),
     install_requires=[
-        "torch>=2.1,<2.15",
-        "torchvision>=0.16,<0.30",
+        "torch>=2.3,<2.15",
+        "torchvision>=0.18,<0.30",
         "fvcore>=0.1.5",
         "yacs>=0.1.8",
         "iopath>=0.1.9",

@@ -1,0 +1,251 @@
+"""Time SimpleTrainer with the default hooks against a plain PyTorch loop doing the same work.
+
+Both loops run the same model, data, optimizer and LR schedule in the same process; the
+engine adds what a ``DefaultTrainer`` run adds per iteration: the hook calls, IterationTimer,
+LRScheduler, PeriodicWriter (every 20 iterations; metrics.json and the console printer, both
+writing to a temporary directory), a PeriodicCheckpointer whose period exceeds the run, and
+the trainer's own bookkeeping (loss buffering, data time, sample count, metric gathers every
+20 iterations). The checkpointer is built with ``save_to_disk=False``: the final checkpoint
+the hook writes at the last iteration is work the plain loop does not do.
+
+Runs alternate (plain, engine, engine, plain, ...) so that drift in the machine's speed hits
+both; the ratio reported is the median over repeats of engine time / plain time. The ratio of
+the fastest runs of each is printed too: on a machine shared with other jobs it is the figure
+least disturbed by them.
+
+Usage::
+
+    python benchmarks/trainer_overhead.py                  # both workloads, CPU
+    python benchmarks/trainer_overhead.py --device cuda --repeats 7
+"""
+
+import argparse
+import gc
+import itertools
+import logging
+import os
+import statistics
+import tempfile
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine_lib.checkpoint import Checkpointer
+from engine_lib.engine import hooks
+from engine_lib.engine.train_loop import SimpleTrainer
+from engine_lib.utils.events import CommonMetricPrinter, EventWriter, JSONWriter
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+
+class MLP(nn.Module):
+    """A compute-light classifier: the per-iteration overhead of a loop shows most here."""
+
+    def __init__(self, in_dim: int = 64, hidden: int = 256, classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, classes),
+        )
+
+    def forward(self, batch: Tuple[torch.Tensor, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        x, y = batch
+        return {"loss_cls": F.cross_entropy(self.net(x), y)}
+
+
+class SmallCNN(nn.Module):
+    """A small CNN on 32x32 RGB images."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = nn.Linear(64, classes)
+
+    def forward(self, batch: Tuple[torch.Tensor, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        x, y = batch
+        return {"loss_cls": F.cross_entropy(self.head(self.features(x).flatten(1)), y)}
+
+
+def _batches(shape: Tuple[int, ...], batch_size: int, device: str, n: int = 16) -> List:
+    g = torch.Generator().manual_seed(0)
+    return [
+        (
+            torch.randn(batch_size, *shape, generator=g).to(device),
+            torch.randint(0, 10, (batch_size,), generator=g).to(device),
+        )
+        for _ in range(n)
+    ]
+
+
+def _setup(build_model: Callable[[], nn.Module], device: str, iters: int):
+    torch.manual_seed(0)
+    model = build_model().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [iters // 2], gamma=0.1)
+    return model, optimizer, scheduler
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_plain(build_model, data: List, device: str, iters: int) -> Tuple[float, float]:
+    """The reference: the same work written as a bare PyTorch loop."""
+    model, optimizer, scheduler = _setup(build_model, device, iters)
+    data_iter = itertools.cycle(data)
+    model.train()
+    _sync(device)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for _ in range(iters):
+        batch = next(data_iter)
+        loss_dict = model(batch)
+        losses = sum(loss_dict.values())
+        losses.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+    _sync(device)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+class _TimedWriter(EventWriter):
+    """Pass writes through to a writer, adding up the time they take (file I/O mostly)."""
+
+    seconds = 0.0
+
+    def __init__(self, writer: EventWriter) -> None:
+        self._writer = writer
+
+    def write(self) -> None:
+        start = time.perf_counter()
+        self._writer.write()
+        _TimedWriter.seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def run_engine(
+    build_model, data: List, device: str, iters: int, out_dir: str
+) -> Tuple[float, float]:
+    """SimpleTrainer with the default hooks."""
+    model, optimizer, scheduler = _setup(build_model, device, iters)
+    period = 20
+    trainer = SimpleTrainer(model, itertools.cycle(data), optimizer, gather_metric_period=period)
+    trainer.scheduler = scheduler
+    checkpointer = Checkpointer(
+        model, out_dir, save_to_disk=False, optimizer=optimizer, trainer=trainer
+    )
+    writers = [
+        _TimedWriter(JSONWriter(os.path.join(out_dir, "metrics.json"))),
+        _TimedWriter(CommonMetricPrinter(iters)),
+    ]
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(),
+            hooks.PeriodicCheckpointer(checkpointer, period=10 * iters),
+            hooks.PeriodicWriter(writers, period=period),
+        ]
+    )
+    _sync(device)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    trainer.train(0, iters)
+    _sync(device)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def _median_ratio(engine: List[float], plain: List[float]) -> str:
+    ratios = [e / p for e, p in zip(engine, plain)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return f"{statistics.median(ratios):.3f}x (quartiles {q1:.3f}..{q3:.3f})"
+
+
+def benchmark(name: str, build_model, data: List, device: str, iters: int, repeats: int) -> float:
+    """Print the ratios of a workload; return the median engine / plain wall-clock ratio."""
+    with tempfile.TemporaryDirectory() as root:
+        run_dirs = (os.path.join(root, str(i)) for i in itertools.count())
+
+        def timed(engine: bool, n: int) -> Tuple[float, float]:
+            # Garbage left by earlier runs is collected before, not during, a timed run; each
+            # engine run writes to a fresh directory, as a new training run does.
+            out_dir = next(run_dirs)
+            os.makedirs(out_dir)
+            gc.collect()
+            if engine:
+                return run_engine(build_model, data, device, n, out_dir)
+            return run_plain(build_model, data, device, n)
+
+        timed(False, max(iters // 10, 5))  # warm-up: allocator, kernels, lazy imports
+        timed(True, max(iters // 10, 5))
+        plain, engine = [], []
+        _TimedWriter.seconds = 0.0
+        for r in range(repeats):
+            # Alternate which loop goes first, so that drift favours neither.
+            order = (False, True) if r % 2 == 0 else (True, False)
+            times = {is_engine: timed(is_engine, iters) for is_engine in order}
+            plain.append(times[False])
+            engine.append(times[True])
+    wall_p, wall_e = [w for w, _ in plain], [w for w, _ in engine]
+    cpu_p, cpu_e = [c for _, c in plain], [c for _, c in engine]
+    plain_us, engine_us = 1e6 * min(wall_p) / iters, 1e6 * min(wall_e) / iters
+    writers_us = 1e6 * _TimedWriter.seconds / (repeats * iters)
+    print(f"{name} ({repeats} alternating pairs of {iters} iterations):")
+    print(f"  wall clock: median ratio {_median_ratio(wall_e, wall_p)}")
+    print(
+        f"    fastest runs: plain {plain_us:.0f} us/it, engine {engine_us:.0f} us/it "
+        f"({engine_us / plain_us:.3f}x, {engine_us - plain_us:+.1f} us/it); the writers' "
+        f"write() took {writers_us:.1f} us/it on average"
+    )
+    if device == "cpu":
+        # Process CPU time does not count the time other jobs hold the cores, nor waits for
+        # the disk (the writers' fsync): the loop's own cost, on a busy machine.
+        print(f"  process CPU time: median ratio {_median_ratio(cpu_e, cpu_p)}")
+    return statistics.median(e / p for e, p in zip(wall_e, wall_p))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--mlp-iters", type=int, default=500)
+    parser.add_argument("--cnn-iters", type=int, default=30)
+    args = parser.parse_args()
+    # One thread by default: on a machine shared with other jobs, a multi-threaded CPU step
+    # waits for its slowest thread and the timings scatter.
+    torch.set_num_threads(args.threads)
+    # The console printer logs every 20 iterations, as in a real run (to a file, not the
+    # terminal, to keep this output readable).
+    log_dir = tempfile.mkdtemp()
+    engine_logger = logging.getLogger("engine_lib")
+    engine_logger.addHandler(logging.FileHandler(os.path.join(log_dir, "log.txt")))
+    engine_logger.setLevel(logging.INFO)
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
+    mlp_data = _batches((64,), 128, args.device)
+    mlp = benchmark("MLP", MLP, mlp_data, args.device, args.mlp_iters, args.repeats)
+    cnn_data = _batches((3, 32, 32), 32, args.device)
+    cnn = benchmark("CNN", SmallCNN, cnn_data, args.device, args.cnn_iters, args.repeats)
+    print(f"targets: MLP <= 1.05x (got {mlp:.3f}x), CNN <= 1.02x (got {cnn:.3f}x)")
+
+
+if __name__ == "__main__":
+    main()

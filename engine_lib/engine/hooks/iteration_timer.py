@@ -1,0 +1,58 @@
+"""Time each iteration and report the training speed."""
+
+import datetime
+import logging
+import time
+
+from ..train_loop import HookBase
+
+__all__ = ["IterationTimer"]
+
+logger = logging.getLogger(__name__)
+
+
+class IterationTimer(HookBase):
+    """Put each iteration's duration as the scalar "time"; log the overall speed at the end.
+
+    The duration runs from this hook's ``before_step`` to its ``after_step``, so register it
+    first: it then covers the other hooks' ``before_step`` and the step itself. It is host
+    time without a device sync: on a GPU a single step's value may be off, their average is
+    not. The first ``warmup_iter`` iterations (slow: allocation, cuDNN autotuning) are left
+    out of the scalar and of the reported speed.
+
+    Args:
+        warmup_iter (int): iterations not timed at the start of each ``train()``. Default: 3.
+    """
+
+    def __init__(self, warmup_iter: int = 3) -> None:
+        self._warmup_iter = warmup_iter
+        self._train_start = 0.0
+        self._step_start = 0.0
+        self._timed_iters = 0
+        self._timed_seconds = 0.0
+
+    def before_train(self) -> None:
+        self._train_start = time.perf_counter()
+        self._timed_iters = 0
+        self._timed_seconds = 0.0
+
+    def before_step(self) -> None:
+        self._step_start = time.perf_counter()
+
+    def after_step(self) -> None:
+        seconds = time.perf_counter() - self._step_start
+        if self.trainer.iter - self.trainer.start_iter >= self._warmup_iter:
+            self._timed_iters += 1
+            self._timed_seconds += seconds
+            self.trainer.storage.put_scalar("time", seconds)
+
+    def after_train(self) -> None:
+        total = time.perf_counter() - self._train_start
+        if self._timed_iters > 0:
+            logger.info(
+                "Overall training speed: %d iterations in %s (%.4f s / it)",
+                self._timed_iters,
+                datetime.timedelta(seconds=int(self._timed_seconds)),
+                self._timed_seconds / self._timed_iters,
+            )
+        logger.info("Total training time: %s", datetime.timedelta(seconds=int(total)))
