@@ -104,8 +104,8 @@ class Checkpointer(_FvcoreCheckpointer):
         """Write the model, the checkpointables and ``kwargs`` to ``<save_dir>/<name>.pth``.
 
         The file is complete on disk before it replaces any old one, and ``last_checkpoint``
-        is pointed at it only afterwards. Does nothing unless ``save_to_disk`` and
-        ``save_dir`` are set.
+        is pointed at it only afterwards. Writes nothing unless ``save_to_disk`` and
+        ``save_dir`` are set. Call it on every process (see the comment in the body).
 
         Args:
             name (str): the file name without ``.pth``.
@@ -115,12 +115,17 @@ class Checkpointer(_FvcoreCheckpointer):
         Raises:
             TypeError: if some value could not be loaded back with ``weights_only=True``.
         """
-        if not self.save_dir or not self.save_to_disk:
+        if not self.save_dir:
             return
+        # Every process builds the state, even those that don't write it: a checkpointable's
+        # state_dict may be collective (the trainer gathers the RNG states of every rank), so
+        # save() must be called on all processes at the same point, as the hooks do.
         data = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
+        if not self.save_to_disk:
+            return
         if not self.allow_pickle:
             check_weights_only(data, name=f"Checkpoint {name!r}")
 
