@@ -57,6 +57,26 @@ _C.MODEL.HEADS.LABEL_SMOOTHING = 0.0
 # Dimension of the embedding produced by an embedding head (0 = backbone output size).
 _C.MODEL.HEADS.EMBEDDING_DIM = 0
 
+_C.MODEL.EMA = CN()
+# Keep an exponential moving average of the weights during training (the EMA hook).
+_C.MODEL.EMA.ENABLED = False
+# Decay of the moving average (closer to 1 = slower, smoother average).
+_C.MODEL.EMA.DECAY = 0.999
+# Evaluate with the EMA weights instead of the raw weights.
+_C.MODEL.EMA.EVAL_WITH_EMA = True
+
+# Name prefixes of modules frozen at the start of training (e.g. ["backbone"]); BatchNorm
+# layers inside them also stay in eval mode while frozen.
+_C.MODEL.FREEZE_LAYERS = []
+# Number of iterations the FREEZE_LAYERS modules stay frozen (0 = not frozen).
+_C.MODEL.FREEZE_ITERS = 0
+
+_C.MODEL.DDP = CN()
+# Let DDP tolerate parameters that get no gradient in an iteration (slower; only if needed).
+_C.MODEL.DDP.FIND_UNUSED_PARAMETERS = False
+# Compress gradients to fp16 for the all-reduce (saves bandwidth across machines).
+_C.MODEL.DDP.FP16_COMPRESSION = False
+
 # ---------------------------------------------------------------------------------------
 # Input
 # ---------------------------------------------------------------------------------------
@@ -170,11 +190,24 @@ _C.SOLVER.IMS_PER_BATCH = 64
 _C.SOLVER.CHECKPOINT_PERIOD = 1000
 # Keep at most this many periodic checkpoints on disk (0 or less = keep all).
 _C.SOLVER.MAX_TO_KEEP = 3
-# Number of micro-batches whose gradients are accumulated before each optimizer step.
+# Number of micro-batches whose gradients are accumulated before each optimizer step; each
+# micro-batch has IMS_PER_BATCH images, so one step sees IMS_PER_BATCH * GRAD_ACCUM_STEPS.
 _C.SOLVER.GRAD_ACCUM_STEPS = 1
 # The reference world size BASE_LR, IMS_PER_BATCH and MAX_ITER were tuned for
 # (0 = never rescale them in DefaultTrainer.auto_scale_workers).
 _C.SOLVER.REFERENCE_WORLD_SIZE = 0
+
+# Write metrics (console, metrics.json, TensorBoard) every this many iterations; losses are
+# copied from the device to the host only then.
+_C.SOLVER.LOG_PERIOD = 20
+
+_C.SOLVER.BEST_CHECKPOINT = CN()
+# Save model_best.pth whenever the metric below improves after an evaluation.
+_C.SOLVER.BEST_CHECKPOINT.ENABLED = False
+# Metric to track, as "task/metric" in the flattened evaluation results.
+_C.SOLVER.BEST_CHECKPOINT.METRIC = "classification/top1"
+# "max" if a larger metric is better, "min" otherwise.
+_C.SOLVER.BEST_CHECKPOINT.MODE = "max"
 
 _C.SOLVER.CLIP_GRADIENTS = CN()
 # Clip gradients before each optimizer step.

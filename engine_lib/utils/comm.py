@@ -25,6 +25,7 @@ __all__ = [
     "reduce_dict",
     "shared_random_seed",
     "create_local_process_group",
+    "release_process_groups",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,19 @@ def create_local_process_group(num_workers_per_machine: int) -> None:
         group = dist.new_group(ranks)
         if i == machine:
             _LOCAL_GROUP = (dist.group.WORLD, group)
+
+
+def release_process_groups() -> None:
+    """Drop this module's references to the groups it created (local group, object group).
+
+    Call it right after ``torch.distributed.destroy_process_group()`` (``launch()`` does).
+    A cached group keeps its gloo worker threads running after the destroy, until the
+    interpreter exits, and tearing them down during interpreter finalization can abort the
+    process ("terminate called without an active exception", SIGABRT).
+    """
+    global _LOCAL_GROUP, _OBJECT_GROUP
+    _LOCAL_GROUP = None
+    _OBJECT_GROUP = None
 
 
 def synchronize() -> None:

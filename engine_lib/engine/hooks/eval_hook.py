@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
+from engine_lib.evaluation import flatten_results_dict
 from engine_lib.utils import comm
 
 from ..train_loop import HookBase
@@ -15,30 +16,22 @@ __all__ = ["EvalHook"]
 logger = logging.getLogger(__name__)
 
 
-def _flatten_results(results: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
+def _scalar_results(results: Mapping[str, Any]) -> Dict[str, float]:
     """Flatten nested results to ``{"task/metric": float}``.
-
-    Args:
-        results (Mapping): e.g. ``{"digits_test": {"top1": 98.1}}``.
-        prefix (str): prepended to every name. Default: "".
 
     Raises:
         ValueError: if a leaf is not a real number (or a one-element tensor).
     """
     flat: Dict[str, float] = {}
-    for key, value in results.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten_results(value, prefix=name + "/"))
-        elif isinstance(value, torch.Tensor) and value.numel() == 1:
-            flat[name] = float(value)
-        elif isinstance(value, numbers.Real):
-            flat[name] = float(value)
-        else:
+    for name, value in flatten_results_dict(results).items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if not isinstance(value, numbers.Real):
             raise ValueError(
                 f"EvalHook: the evaluation function must return a nested dict of numbers; "
                 f"got {name!r}: {value!r}"
             )
+        flat[name] = float(value)
     return flat
 
 
@@ -75,7 +68,7 @@ class EvalHook(HookBase):
             raise ValueError(
                 f"EvalHook: the evaluation function must return a dict (or None), got {results!r}"
             )
-        flat = _flatten_results(results) if results else {}
+        flat = _scalar_results(results) if results else {}
         merged: Dict[str, float] = {}
         # Reversed: for a metric several ranks report, the lowest rank's value wins.
         for rank_results in reversed(comm.all_gather(flat)):

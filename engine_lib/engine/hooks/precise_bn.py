@@ -1,11 +1,17 @@
 """Recompute BatchNorm statistics with fixed weights before evaluation."""
 
 import logging
+import warnings
 from typing import Iterable, Iterator, Optional
 
 import torch
-from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 from torch import nn
+
+with warnings.catch_warnings():
+    # Importing fvcore.nn runs torch.jit.script on an unrelated loss function, which torch
+    # now deprecates with a FutureWarning on every `import engine_lib.engine`.
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 
 from engine_lib.utils.events import EventStorage
 

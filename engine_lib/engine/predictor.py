@@ -1,0 +1,89 @@
+"""``DefaultPredictor``: run a trained model on single images, from a config + weights."""
+
+import logging
+import os
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import torch
+
+from engine_lib.checkpoint import Checkpointer
+from engine_lib.config import CfgNode
+from engine_lib.data import DatasetMapper
+from engine_lib.modeling import build_model
+from engine_lib.utils.errors import ConfigError
+
+__all__ = ["DefaultPredictor"]
+
+logger = logging.getLogger(__name__)
+
+_CHANNEL_ORDERS = ("RGB", "BGR", "L")
+
+
+class DefaultPredictor:
+    """Build the model of ``cfg``, load ``cfg.MODEL.WEIGHTS`` and predict one image per call.
+
+    The image goes through the test-time part of the data pipeline (conversion to
+    ``INPUT.FORMAT``, resize to ``INPUT.SIZE_TEST``), so predictions match evaluation.
+
+    Example:
+        >>> predictor = DefaultPredictor(cfg)
+        >>> out = predictor(cv2.imread("digit.png"), format="BGR")
+        >>> out["pred_class"]
+    """
+
+    def __init__(self, cfg: CfgNode) -> None:
+        """
+        Args:
+            cfg (CfgNode): the config the model was trained with, ``MODEL.WEIGHTS`` set.
+        """
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if not cfg.MODEL.WEIGHTS:
+            logger.warning("MODEL.WEIGHTS is empty: the predictor uses random weights")
+        else:
+            Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.mapper = DatasetMapper(self.cfg, is_train=False)
+        self.input_format = cfg.INPUT.FORMAT
+
+    @torch.no_grad()
+    def __call__(
+        self, image: Union[np.ndarray, str, os.PathLike], format: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Predict one image.
+
+        Args:
+            image (ndarray or str): an HxWxC (or HxW) uint8 array, or the path of an image file.
+            format (str, optional): channel order of an array: "RGB", "BGR" or "L"; default
+                ``cfg.INPUT.FORMAT``. Ignored for paths.
+
+        Returns:
+            dict: the model's output for this image (e.g. ``scores`` and ``pred_class``).
+        """
+        if isinstance(image, (str, os.PathLike)):
+            path = os.fspath(image)
+            if not os.path.isfile(path):
+                raise ConfigError(f"Input image not found: '{path}'")
+            record: Dict[str, Any] = {"file_name": path}
+        else:
+            record = {"image": _to_rgb(image, format or self.input_format)}
+        inputs = self.mapper(record)
+        return self.model([inputs])[0]
+
+
+def _to_rgb(image: np.ndarray, format: str) -> np.ndarray:
+    """Convert an HxWxC / HxW uint8 array in ``format`` to HxWx3 RGB."""
+    if format not in _CHANNEL_ORDERS:
+        raise ConfigError(f"Image format must be one of {_CHANNEL_ORDERS}, got {format!r}")
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        raise ConfigError(
+            f"Expected an HxWxC or HxW image array, got {type(image).__name__} "
+            f"with shape {getattr(image, 'shape', None)}"
+        )
+    if image.ndim == 2 or image.shape[2] == 1:
+        gray = image.reshape(image.shape[0], image.shape[1])
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if format == "BGR":
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image[:, :, :3])

@@ -1,0 +1,163 @@
+"""DefaultTrainer, default_setup and DefaultPredictor, in process, on the bundled digits."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine_lib.checkpoint import Checkpointer
+from engine_lib.config import get_cfg
+from engine_lib.data.datasets import load_digits_dicts
+from engine_lib.engine import DefaultPredictor, DefaultTrainer, default_setup, hooks
+from engine_lib.engine.trainer import _capture_rng_state, _restore_rng_state
+from engine_lib.modeling import build_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def digits_cfg(output_dir, **overrides):
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "Digits", "cnn.yaml"))
+    cfg.merge_from_list(
+        [
+            "OUTPUT_DIR",
+            str(output_dir),
+            "MODEL.BACKBONE.WIDTH",
+            "4",
+            "SOLVER.IMS_PER_BATCH",
+            "16",
+            "SOLVER.MAX_ITER",
+            "6",
+            "SOLVER.WARMUP_ITERS",
+            "2",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "3",
+            "SOLVER.LOG_PERIOD",
+            "3",
+            "TEST.EVAL_PERIOD",
+            "0",
+        ]
+    )
+    for key, value in overrides.items():
+        cfg.merge_from_list([key, str(value)])
+    cfg.freeze()
+    return cfg
+
+
+def test_default_setup_dumps_config_and_seeds(tmp_path):
+    cfg = digits_cfg(tmp_path, SEED=5)
+    default_setup(cfg)
+    dumped = get_cfg()
+    dumped.merge_from_file(str(tmp_path / "config.yaml"))
+    assert dumped.SEED == 5 and dumped.OUTPUT_DIR == str(tmp_path)
+    first = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(first, torch.rand(3))
+    assert os.path.isfile(tmp_path / "log.txt")
+
+
+def test_default_hooks_in_documented_order(tmp_path):
+    cfg = digits_cfg(
+        tmp_path,
+        **{
+            "MODEL.EMA.ENABLED": True,
+            "MODEL.FREEZE_LAYERS": "['backbone']",
+            "MODEL.FREEZE_ITERS": 2,
+            "SOLVER.BEST_CHECKPOINT.ENABLED": True,
+            "TEST.EVAL_PERIOD": 3,
+        },
+    )
+    trainer = DefaultTrainer(cfg)
+    names = [type(h).__name__ for h in trainer.hooks]
+    assert names == [
+        "IterationTimer",
+        "LayerFreeze",
+        "LRScheduler",
+        "EMA",
+        "PeriodicCheckpointer",
+        "EvalHook",
+        "BestCheckpointer",
+        "PeriodicWriter",
+    ]
+
+
+def test_train_then_resume_from_state(tmp_path):
+    cfg = digits_cfg(tmp_path, **{"MODEL.EMA.ENABLED": True})
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == 0
+    results = trainer.train()
+    assert "classification" in results
+    assert trainer.samples_consumed == 6 * 16
+    state = trainer.state_dict()
+    assert len(state["rng"]) == 1 and state["sampler"]["seed"] == cfg.SEED
+
+    # A new trainer resumes from the last checkpoint: iteration, sampler position, hooks.
+    resumed = DefaultTrainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 6
+    assert resumed.samples_consumed == 6 * 16
+    ema = next(h for h in resumed.hooks if isinstance(h, hooks.EMA))
+    assert ema.num_updates == 6
+
+
+def test_resume_from_explicit_path(tmp_path):
+    cfg = digits_cfg(tmp_path)
+    trainer = DefaultTrainer(cfg)
+    trainer.train()
+    other = DefaultTrainer(cfg)
+    other.resume_or_load(resume=str(tmp_path / "model_0000002.pth"))
+    assert other.start_iter == 3
+    assert other.samples_consumed == 3 * 16
+
+
+def test_rng_state_round_trip_is_weights_only_loadable(tmp_path):
+    state = _capture_rng_state()
+    path = tmp_path / "rng.pth"
+    torch.save(state, path)
+    expected = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
+    _restore_rng_state(torch.load(path, weights_only=True))
+    got = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
+    assert expected[0] == got[0] and expected[1] == got[1]
+    assert torch.equal(expected[2], got[2])
+
+
+def test_auto_scale_workers(tmp_path):
+    cfg = digits_cfg(
+        tmp_path,
+        **{"SOLVER.REFERENCE_WORLD_SIZE": 2, "SOLVER.STEPS": "(100, 200)", "SOLVER.MAX_ITER": 300},
+    )
+    assert DefaultTrainer.auto_scale_workers(cfg, 2) is cfg
+    scaled = DefaultTrainer.auto_scale_workers(cfg, 4)
+    assert scaled.SOLVER.IMS_PER_BATCH == 32
+    assert scaled.SOLVER.BASE_LR == pytest.approx(cfg.SOLVER.BASE_LR * 2)
+    assert scaled.SOLVER.MAX_ITER == 150 and scaled.SOLVER.STEPS == (50, 100)
+    assert scaled.is_frozen() and cfg.SOLVER.IMS_PER_BATCH == 16
+
+
+def test_predictor_on_array_and_path(tmp_path):
+    cfg = digits_cfg(tmp_path)
+    model = build_model(cfg)
+    Checkpointer(model, str(tmp_path)).save("weights")
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = str(tmp_path / "weights.pth")
+    cfg.freeze()
+    predictor = DefaultPredictor(cfg)
+    for p_model, p_pred in zip(model.state_dict().values(), predictor.model.state_dict().values()):
+        assert torch.equal(p_model, p_pred)
+
+    record = load_digits_dicts("test")[0]
+    rgb = record["image"]
+    path = tmp_path / "digit.png"
+    Image.fromarray(rgb).save(path)
+    from_rgb = predictor(rgb, format="RGB")
+    from_bgr = predictor(np.ascontiguousarray(rgb[:, :, ::-1]), format="BGR")
+    from_gray = predictor(rgb[:, :, 0], format="L")
+    from_path = predictor(str(path))
+    for out in (from_bgr, from_gray, from_path):
+        assert torch.allclose(out["scores"], from_rgb["scores"], atol=1e-6)
+    assert from_rgb["scores"].shape == (10,)
+    assert int(from_rgb["pred_class"]) == int(from_rgb["scores"].argmax())
