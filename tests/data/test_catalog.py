@@ -6,16 +6,6 @@ from engine_lib.data import DatasetCatalog, MetadataCatalog
 from engine_lib.utils.errors import UnknownNameError
 
 
-@pytest.fixture
-def names():
-    registered = []
-    yield registered
-    for name in registered:
-        if name in DatasetCatalog:
-            DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-
-
 def test_register_get_is_cached(names):
     calls = []
 

@@ -18,16 +18,6 @@ from engine_lib.data import (
 from engine_lib.utils.errors import ConfigError
 
 
-@pytest.fixture
-def names():
-    registered = []
-    yield registered
-    for name in registered:
-        if name in DatasetCatalog:
-            DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-
-
 def test_digits_split_is_fixed_complete_and_stratified():
     train = DatasetCatalog.get("digits_train")
     test = DatasetCatalog.get("digits_test")

@@ -15,6 +15,7 @@ from engine_lib.utils.events import (
     get_event_storage,
     has_event_storage,
 )
+from tests.helpers import ListHandler
 
 
 def _read_json_lines(path):
@@ -22,20 +23,11 @@ def _read_json_lines(path):
         return [json.loads(line) for line in f]
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def printed():
     """Messages of the events logger, whatever other tests did to logging's propagation."""
     logger = logging.getLogger("engine_lib.utils.events")
-    handler = _ListHandler()
+    handler = ListHandler()
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -10,6 +10,7 @@ from engine_lib.utils.logger import (
     log_first_n,
     setup_logger,
 )
+from tests.helpers import ListHandler
 
 
 @pytest.fixture
@@ -23,19 +24,10 @@ def logger_name(request):
         handler.flush()
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def recorded(logger_name):
     logger = logging.getLogger(logger_name)
-    handler = _ListHandler()
+    handler = ListHandler()
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     return handler.messages
@@ -134,7 +126,7 @@ def test_log_every_n_seconds(logger_name, recorded):
 
 
 def test_log_helpers_default_to_the_callers_module():
-    handler = _ListHandler()
+    handler = ListHandler()
     logger = logging.getLogger(__name__)
     logger.addHandler(handler)
     old_level = logger.level
