@@ -4,13 +4,12 @@ One job runs every collective once (see ``dist_helpers.collect_comm_results``); 
 checks one of them, on both ranks.
 """
 
-import os
+import subprocess
+import sys
 
 import pytest
-import torch.distributed as dist
 
 from engine_lib.engine.launch import launch
-from engine_lib.utils import comm
 from tests.engine.dist_helpers import NUM_ITEMS, collect_comm_results, read_results
 
 WORLD_SIZE = 2
@@ -76,15 +75,35 @@ def test_shared_random_seed_agrees_although_generators_differ(results):
     assert results[0]["local_draw"] != results[1]["local_draw"]
 
 
-def test_release_process_groups_stops_the_cached_groups_threads(tmp_path):
-    def threads():
-        return len(os.listdir("/proc/self/task"))
+_RELEASE_SCRIPT = """
+import os, sys
+import torch.distributed as dist
+from engine_lib.utils import comm
 
-    before = threads()
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
-    comm.create_local_process_group(1)
-    dist.destroy_process_group()
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+before = threads()
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+comm.create_local_process_group(1)
+dist.destroy_process_group()
+after_destroy = threads()
+comm.release_process_groups()
+print(before, after_destroy, threads())
+"""
+
+
+def test_release_process_groups_stops_the_cached_groups_threads(tmp_path):
+    # A fresh interpreter: in the test process, threads of other tests (loggers, writers,
+    # data loaders) come and go and would make the count meaningless.
+    proc = subprocess.run(
+        [sys.executable, "-c", _RELEASE_SCRIPT, str(tmp_path / "rdzv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before, after_destroy, after_release = map(int, proc.stdout.split()[-3:])
     # The cached local group still runs gloo's threads until it is released.
-    assert threads() > before
-    comm.release_process_groups()
-    assert threads() <= before
+    assert after_destroy > before
+    assert after_release <= before
