@@ -15,8 +15,10 @@ from typing import Any, Dict
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import CfgNode, get_cfg
+from engine_lib.data import DatasetCatalog
 from engine_lib.engine import (
     DefaultTrainer,
+    commit_output_dir,
     default_argument_parser,
     default_setup,
     launch,
@@ -24,6 +26,7 @@ from engine_lib.engine import (
 )
 from engine_lib.evaluation import flatten_results_dict, verify_results
 from engine_lib.utils import comm
+from engine_lib.utils.errors import UnknownNameError
 from engine_lib.utils.logger import create_small_table
 
 logger = logging.getLogger("engine_lib.tools.train_net")
@@ -38,23 +41,44 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
     return cfg
 
 
+def check_dataset_names(cfg: CfgNode) -> None:
+    """Fail now, not after training, on a misspelled data set in DATASETS.TRAIN or TEST."""
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            if name in DatasetCatalog:
+                continue
+            try:
+                DatasetCatalog.get(name)  # raises, naming the closest registered names
+            except UnknownNameError as e:
+                raise UnknownNameError(f"DATASETS.{key}: {e}") from None
+
+
 def main(args: argparse.Namespace) -> Dict[str, Any]:
-    """Train (or only evaluate) in one process of the job."""
+    """Train (or only evaluate) in one process of the job.
+
+    Everything that can fail on user input (model, data, weights) is built before anything
+    is written to ``OUTPUT_DIR``, so a bad input leaves a previous run's files as they were.
+    """
     cfg = build_cfg(args)
-    default_setup(cfg, args)
+    default_setup(cfg, args, defer_writes=True)
+    check_dataset_names(cfg)
     if args.eval_only:
         model = DefaultTrainer.build_model(cfg)
-        checkpointer = Checkpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer = Checkpointer(
+            model, save_dir=cfg.OUTPUT_DIR, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE
+        )
         if isinstance(args.resume, str):
             checkpointer.load(args.resume)
         else:
             checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        commit_output_dir(cfg)
         results = DefaultTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
     else:
         trainer = DefaultTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
+        commit_output_dir(cfg)
         results = trainer.train()
     if comm.is_main_process() and results:
         logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
+from tabulate import tabulate
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
@@ -190,8 +191,9 @@ class Checkpointer(_FvcoreCheckpointer):
         except Exception as e:  # a download or a remote store can fail in many ways
             raise UnreadableCheckpointError(f"Checkpoint {path} cannot be fetched: {e}") from e
         if not os.path.isfile(local):
+            what = "is a directory" if os.path.isdir(local) else "does not exist"
             raise UnreadableCheckpointError(
-                f"Checkpoint file {path} does not exist; expected a .pth file written by "
+                f"Checkpoint file {path} {what}; expected a .pth file written by "
                 "Checkpointer.save or torch.save."
             )
         return local
@@ -216,11 +218,26 @@ class Checkpointer(_FvcoreCheckpointer):
         return checkpoint
 
     def _log_incompatible_keys(self, incompatible: Any) -> None:
-        # fvcore reports a parameter skipped for its shape a second time as "not found in
-        # the checkpoint"; report it once, as a shape mismatch.
+        # fvcore logs one warning per skipped parameter and reports it a second time as "not
+        # found in the checkpoint"; one table lists each once, with both shapes.
+        if incompatible.incorrect_shapes:
+            rows = [
+                (key, _shape(in_file), _shape(in_model))
+                for key, in_file, in_model in incompatible.incorrect_shapes
+            ]
+            self.logger.warning(
+                "%d parameter(s) of the checkpoint were NOT loaded because their shapes differ "
+                "from the model's; they keep their initial values (expected when, e.g., the "
+                "number of classes changed; otherwise check MODEL.WEIGHTS and the config). "
+                "All other parameters were loaded.\n%s",
+                len(rows),
+                tabulate(rows, headers=["parameter", "checkpoint", "model"], tablefmt="pipe"),
+            )
         skipped = {key for key, _, _ in incompatible.incorrect_shapes}
         missing = [key for key in incompatible.missing_keys if key not in skipped]
-        super()._log_incompatible_keys(incompatible._replace(missing_keys=missing))
+        super()._log_incompatible_keys(
+            incompatible._replace(missing_keys=missing, incorrect_shapes=[])
+        )
 
     # ------------------------------------------------------------------ resuming
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
@@ -246,6 +263,11 @@ class Checkpointer(_FvcoreCheckpointer):
             candidates = self._resume_candidates()
             if candidates:
                 return self._resume_from(candidates)
+            self.logger.info(
+                "Resume requested, but %s holds no checkpoint yet: starting from scratch%s.",
+                self.save_dir or "(no save_dir)",
+                f" with the weights of {path}" if path else "",
+            )
         return self.load(path, checkpointables=[])
 
     def has_checkpoint(self) -> bool:
@@ -391,6 +413,10 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
                 self.path_manager.rm(path)
             except OSError as e:
                 logger.warning("Could not delete old checkpoint %s: %s", path, e)
+
+
+def _shape(shape: Tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
 
 
 def _by_iteration(paths: List[str], file_prefix: str) -> List[Tuple[int, str]]:

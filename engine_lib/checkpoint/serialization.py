@@ -59,19 +59,23 @@ def read_checkpoint(path: str, allow_pickle: bool = False) -> Dict[str, Any]:
         CheckpointError: the file holds python objects that ``weights_only`` refuses.
     """
     if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
         raise UnreadableCheckpointError(
-            f"Checkpoint file {path} does not exist; expected a .pth file written by "
+            f"Checkpoint file {path} {what}; expected a .pth file written by "
             "Checkpointer.save or torch.save."
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as e:
         if not allow_pickle and "Weights only load failed" in str(e) and zipfile.is_zipfile(path):
-            reason = str(e).strip().splitlines()[-1].strip()
+            lines = [line.strip() for line in str(e).strip().splitlines()]
+            # torch names the refused class on a line of its own ("Unsupported global: ...").
+            reason = next((line for line in lines if "Unsupported global" in line), lines[-1])
             raise CheckpointError(
                 f"Checkpoint {path} holds python objects that torch.load(weights_only=True) "
-                f"refuses to unpickle ({reason}). If you trust the file's source, load it "
-                "with Checkpointer(..., allow_pickle=True)."
+                f"refuses to unpickle ({reason}). Unpickling can run arbitrary code; if you "
+                "trust the file's source, opt in with MODEL.WEIGHTS_ALLOW_PICKLE True (config "
+                "or command line), or Checkpointer(..., allow_pickle=True) in code."
             ) from e
         raise _unreadable(path, e) from e
     except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, ... on bad bytes
@@ -130,6 +134,9 @@ def _user_safe_globals() -> set:
 
 def _unreadable(path: str, error: Exception) -> UnreadableCheckpointError:
     detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if "Weights only load failed" in detail:
+        # torch's advice to retry without weights_only is wrong for a file that is no archive.
+        detail = "neither a zip archive nor a pickle torch can read"
     return UnreadableCheckpointError(
         f"Cannot read checkpoint {path}: it is truncated, corrupt or not a PyTorch checkpoint "
         f"({type(error).__name__}{': ' + detail if detail else ''}); expected a file written by "

@@ -192,7 +192,9 @@ class CfgNode(_FvcoreCfgNode):
                 if self.is_new_allowed():
                     result[key] = value
                     continue
-                raise ConfigKeyError(_unknown_key_message(full_key, sources, root))
+                raise ConfigKeyError(
+                    _unknown_key_message(_leaf_key(full_key, value), sources, root)
+                )
             current = self[key]
             source = _describe_source(sources, full_key)
             if isinstance(current, CfgNode):
@@ -211,6 +213,18 @@ class CfgNode(_FvcoreCfgNode):
             else:
                 result[key] = _coerce(self._decode_cfg_value(value), current, full_key, source)
         return result
+
+
+def _leaf_key(full_key: str, value: Any) -> str:
+    """``SOLVR.MAX_ITER`` for an unknown group ``SOLVR`` given as ``{MAX_ITER: ...}``.
+
+    The suggestions are leaf keys, so naming the first leaf under a misspelled group lets
+    them find the intended key (``SOLVER.MAX_ITER``).
+    """
+    while isinstance(value, dict) and value:
+        key, value = next(iter(value.items()))
+        full_key = f"{full_key}.{key}"
+    return full_key
 
 
 def _unknown_key_message(full_key: str, sources: _Sources, root: Dict[str, Any]) -> str:

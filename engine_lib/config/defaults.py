@@ -24,6 +24,9 @@ _C.MODEL.DEVICE = "cpu"
 _C.MODEL.META_ARCHITECTURE = "ImageClassifier"
 # Path of a checkpoint to initialise the whole model from ("" = random initialisation).
 _C.MODEL.WEIGHTS = ""
+# Load MODEL.WEIGHTS and resumed checkpoints with full pickle instead of
+# torch.load(weights_only=True). Unpickling can run arbitrary code: only for trusted files.
+_C.MODEL.WEIGHTS_ALLOW_PICKLE = False
 # Per-channel mean subtracted from input pixels (in the 0-255 range of INPUT.FORMAT).
 _C.MODEL.PIXEL_MEAN = [0.0, 0.0, 0.0]
 # Per-channel standard deviation input pixels are divided by (same order as PIXEL_MEAN).
@@ -200,6 +203,10 @@ _C.SOLVER.REFERENCE_WORLD_SIZE = 0
 # Write metrics (console, metrics.json, TensorBoard) every this many iterations; losses are
 # copied from the device to the host only then.
 _C.SOLVER.LOG_PERIOD = 20
+# Signals that preempt training: every process finishes its step, they agree on the iteration
+# (checked every LOG_PERIOD iterations with several processes), save a checkpoint and exit with
+# code 75 (engine_lib.engine.PREEMPTED_EXIT_CODE); --resume continues exactly.
+_C.SOLVER.PREEMPT_SIGNALS = ["SIGTERM", "SIGUSR1"]
 
 _C.SOLVER.BEST_CHECKPOINT = CN()
 # Save model_best.pth whenever the metric below improves after an evaluation.

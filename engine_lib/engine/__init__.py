@@ -4,13 +4,15 @@ from . import hooks
 from .arguments import default_argument_parser
 from .cli import run_cli
 from .ddp import create_ddp_model
-from .environment import default_setup, default_writers
+from .environment import commit_output_dir, default_setup, default_writers
+from .hooks.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from .launch import launch
 from .predictor import DefaultPredictor
 from .train_loop import AMPTrainer, GradClip, HookBase, SimpleTrainer, TrainerBase
 from .trainer import DefaultTrainer
 
 __all__ = [
+    "PREEMPTED_EXIT_CODE",
     "AMPTrainer",
     "DefaultPredictor",
     "DefaultTrainer",
@@ -18,6 +20,8 @@ __all__ = [
     "HookBase",
     "SimpleTrainer",
     "TrainerBase",
+    "TrainingPreempted",
+    "commit_output_dir",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",

@@ -4,7 +4,7 @@ import argparse
 import os
 import re
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NoReturn, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
 from engine_lib.utils.errors import ConfigError
@@ -68,6 +68,15 @@ class _ValidatingParser(argparse.ArgumentParser):
         except ConfigError as e:
             self.error(str(e))
         return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and ``error: <message>`` as the last line, then exit with 2.
+
+        argparse would end with ``<prog>: error: ...``; every user error of the tools ends
+        with a line starting ``error: `` (see :func:`~engine_lib.engine.cli.run_cli`).
+        """
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
 
 
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:

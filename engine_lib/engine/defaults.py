@@ -7,13 +7,14 @@ by changing the package name.
 
 from .arguments import default_argument_parser
 from .ddp import create_ddp_model
-from .environment import default_setup, default_writers
+from .environment import commit_output_dir, default_setup, default_writers
 from .predictor import DefaultPredictor
 from .trainer import DefaultTrainer
 
 __all__ = [
     "DefaultPredictor",
     "DefaultTrainer",
+    "commit_output_dir",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",

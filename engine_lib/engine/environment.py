@@ -1,9 +1,18 @@
-"""Process set-up shared by every entry point: output dir, logs, seeding, the dumped config."""
+"""Process set-up shared by every entry point: output dir, logs, seeding, the dumped config.
+
+A run that fails on bad input must leave ``OUTPUT_DIR`` as it found it (a previous run's
+``config.yaml``, ``log.txt`` and checkpoints are evidence the user still needs). So the tools
+call ``default_setup(cfg, args, defer_writes=True)``, build everything that can fail on user
+input (model, data, weights), and only then :func:`commit_output_dir`, which creates
+``OUTPUT_DIR``, writes ``config.yaml`` and the log lines kept in memory until then.
+"""
 
 import argparse
+import contextlib
 import logging
 import os
-from typing import List, Optional
+import sys
+from typing import Iterator, List, Optional
 
 import torch
 
@@ -11,16 +20,58 @@ from engine_lib.config import CfgNode
 from engine_lib.utils import comm
 from engine_lib.utils.collect_env import collect_env_info
 from engine_lib.utils.env import seed_all_rng
-from engine_lib.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
+from engine_lib.utils.errors import UserError
+from engine_lib.utils.events import (
+    CommonMetricPrinter,
+    EventWriter,
+    JSONWriter,
+    TensorboardXWriter,
+)
 from engine_lib.utils.file_io import atomic_write
 from engine_lib.utils.logger import setup_logger
 
-__all__ = ["default_setup", "default_writers"]
+__all__ = ["default_setup", "commit_output_dir", "default_writers", "OutputDirError"]
 
 logger = logging.getLogger(__name__)
 
+# The loggers default_setup configures; their records are held back while writes are deferred.
+_LOGGER_NAMES = ("fvcore", "engine_lib")
 
-def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace] = None) -> None:
+
+class OutputDirError(UserError):
+    """``OUTPUT_DIR`` cannot be created or written (a read-only place, a path under a file)."""
+
+
+class _HeldRecords(logging.Handler):
+    """Keeps log records in memory until OUTPUT_DIR may be written, then replays them there."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _held_records_handler() -> Optional[_HeldRecords]:
+    for handler in logging.getLogger(_LOGGER_NAMES[-1]).handlers:
+        if isinstance(handler, _HeldRecords):
+            return handler
+    return None
+
+
+def _release_held_records() -> List[logging.LogRecord]:
+    held = _held_records_handler()
+    if held is None:
+        return []
+    for name in _LOGGER_NAMES:
+        logging.getLogger(name).removeHandler(held)
+    return held.records
+
+
+def default_setup(
+    cfg: CfgNode, args: Optional[argparse.Namespace] = None, *, defer_writes: bool = False
+) -> None:
     """Prepare a training or evaluation process from a frozen config.
 
     Creates ``cfg.OUTPUT_DIR``, sets up the loggers (``log.txt`` on rank 0, ``log.txt.rankN``
@@ -31,15 +82,22 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace] = None) -> No
     Args:
         cfg (CfgNode): the full config.
         args (argparse.Namespace, optional): the parsed command line, logged for the record.
-    """
-    output_dir = cfg.OUTPUT_DIR
-    rank = comm.get_rank()
-    if comm.is_main_process() and output_dir:
-        os.makedirs(output_dir, exist_ok=True)
-    comm.synchronize()
+        defer_writes (bool): touch nothing in ``OUTPUT_DIR`` yet: log to the console and keep
+            the log records in memory until :func:`commit_output_dir`, which must then be
+            called once the inputs are known to be good. Default: False.
 
-    setup_logger(output_dir, distributed_rank=rank, name="fvcore")
-    setup_logger(output_dir, distributed_rank=rank)
+    Raises:
+        OutputDirError: ``OUTPUT_DIR`` cannot be created or written (not when deferred).
+    """
+    rank = comm.get_rank()
+    _release_held_records()  # from an earlier deferred setup in this process that failed
+    if defer_writes:
+        held = _HeldRecords()
+        for name in _LOGGER_NAMES:
+            setup_logger(None, distributed_rank=rank, name=name)
+            logging.getLogger(name).addHandler(held)
+    else:
+        _open_output_dir(cfg.OUTPUT_DIR, rank)
 
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info("Environment info:\n%s", collect_env_info())
@@ -50,15 +108,77 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace] = None) -> No
             with open(config_file) as f:
                 logger.info("Contents of config file %s:\n%s", config_file, f.read())
     logger.info("Running with full config:\n%s", cfg.dump())
-    if comm.is_main_process() and output_dir:
-        path = os.path.join(output_dir, "config.yaml")
-        with atomic_write(path, "w") as f:
-            f.write(cfg.dump())
-        logger.info("Full config saved to %s", path)
+    if not defer_writes:
+        _dump_config(cfg)
 
     seed = seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
     logger.info("Seed of this process: %d", seed)
     torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+
+
+def commit_output_dir(cfg: CfgNode) -> None:
+    """Finish a ``default_setup(..., defer_writes=True)``: write ``OUTPUT_DIR`` from now on.
+
+    Creates ``OUTPUT_DIR``, adds the log files to the loggers, writes the log records held
+    since :func:`default_setup` into them and dumps ``config.yaml``. Call it on every process
+    (it synchronizes them) after everything that can fail on user input has been built.
+
+    Args:
+        cfg (CfgNode): the config given to :func:`default_setup`.
+
+    Raises:
+        OutputDirError: ``OUTPUT_DIR`` cannot be created or written.
+    """
+    records = _release_held_records()
+    _open_output_dir(cfg.OUTPUT_DIR, comm.get_rank())
+    if cfg.OUTPUT_DIR:
+        files = _file_handlers(logging.getLogger(_LOGGER_NAMES[-1]))
+        for record in records:
+            for handler in files:
+                handler.handle(record)
+    _dump_config(cfg)
+
+
+def _file_handlers(log: logging.Logger) -> List[logging.Handler]:
+    # The console handler writes to sys.stdout, which already showed the held records.
+    return [
+        h
+        for h in log.handlers
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is not sys.stdout
+    ]
+
+
+def _open_output_dir(output_dir: str, rank: int) -> None:
+    if comm.is_main_process() and output_dir:
+        with _output_dir_errors(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
+    comm.synchronize()
+    with _output_dir_errors(output_dir):
+        for name in _LOGGER_NAMES:
+            setup_logger(output_dir or None, distributed_rank=rank, name=name)
+
+
+def _dump_config(cfg: CfgNode) -> None:
+    if comm.is_main_process() and cfg.OUTPUT_DIR:
+        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        with _output_dir_errors(cfg.OUTPUT_DIR):
+            with atomic_write(path, "w") as f:
+                f.write(cfg.dump())
+        logger.info("Full config saved to %s", path)
+
+
+@contextlib.contextmanager
+def _output_dir_errors(output_dir: str) -> Iterator[None]:
+    """Turn an OSError about ``OUTPUT_DIR`` into an :class:`OutputDirError` naming it."""
+    try:
+        yield
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        raise OutputDirError(
+            f"OUTPUT_DIR {output_dir!r} cannot be created or written ({type(e).__name__}: "
+            f"{e.strerror or e}{where}); expected a directory you may write to, or a path "
+            "where one can be created."
+        ) from e
 
 
 def default_writers(output_dir: str, max_iter: Optional[int] = None) -> List[EventWriter]:
@@ -71,7 +191,6 @@ def default_writers(output_dir: str, max_iter: Optional[int] = None) -> List[Eve
     Returns:
         list[EventWriter]: the writers.
     """
-    os.makedirs(output_dir, exist_ok=True)
     return [
         CommonMetricPrinter(max_iter),
         JSONWriter(os.path.join(output_dir, "metrics.json")),

@@ -11,9 +11,13 @@ machine (``comm.get_local_rank/size`` work) around a call of ``main_func(*args)`
 See ``docs/distributed.md`` for command lines.
 """
 
+import dataclasses
 import logging
 import os
 import pickle
+import signal
+import socket
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, List, Optional, Tuple
@@ -24,6 +28,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from engine_lib.engine.dist_env import DistEnv, detect_dist_env
+from engine_lib.engine.hooks.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError, UserError
 
@@ -39,6 +44,11 @@ DEFAULT_TIMEOUT = timedelta(minutes=30)
 # and one with a SIGTERM handler (preemption) only runs it once that collective returns.
 _SHUTDOWN_GRACE_S = 3.0
 
+# Signals the launching process passes on to its workers instead of dying of them: a
+# scheduler may signal only the process it started, and the workers must see it to save a
+# checkpoint (SOLVER.PREEMPT_SIGNALS; a worker without a handler for one dies of it).
+_FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
 
 class WorkerFailedError(RuntimeError):
     """A process spawned by :func:`launch` failed; the job was stopped.
@@ -48,12 +58,14 @@ class WorkerFailedError(RuntimeError):
     Attributes:
         rank (int): global rank of the worker that failed first.
         pid (int): its process id.
+        index (int): its local index among the processes spawned on this machine.
     """
 
-    def __init__(self, message: str, rank: int, pid: int) -> None:
+    def __init__(self, message: str, rank: int, pid: int, index: int = 0) -> None:
         super().__init__(message)
         self.rank = rank
         self.pid = pid
+        self.index = index  # local index of the worker on this machine
 
 
 class DistributedInitError(UserError, RuntimeError):
@@ -74,6 +86,8 @@ class _Job:
     address: str  # host:port of the rendezvous server, for error messages
     timeout: timedelta
     store_in_parent: bool  # the launching process hosts the TCPStore ("auto" URL)
+    # Where spawned workers leave a UserError for the parent to re-raise ("" = not spawned).
+    user_error_dir: str = ""
 
 
 def launch(
@@ -203,9 +217,25 @@ def _address_of(url: str) -> str:
 
 
 def _host_rendezvous_store(world_size: int, timeout: timedelta) -> dist.TCPStore:
-    # Port 0: the OS binds a free port atomically, so there is no pick-then-bind race.
+    # Port 0: the OS binds a free port atomically, so there is no pick-then-bind race. The
+    # socket is bound here because TCPStore itself listens on every interface: the store
+    # has no authentication, so it must not be reachable from the network.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+    except OSError:
+        listener.close()
+        raise
     return dist.TCPStore(
-        "127.0.0.1", 0, world_size, is_master=True, timeout=timeout, wait_for_workers=False
+        "127.0.0.1",
+        port,
+        world_size,
+        is_master=True,
+        timeout=timeout,
+        wait_for_workers=False,
+        master_listen_fd=listener.detach(),  # the store owns the socket from now on
     )
 
 
@@ -250,7 +280,34 @@ def _distributed_worker(local_rank: int, job: _Job) -> None:
         # Like torchrun: share the cores between the processes instead of oversubscribing.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // job.local_world_size))
     rank = job.machine_rank * job.local_world_size + local_rank
-    _run_in_process_group(job, rank=rank, local_rank=local_rank)
+    try:
+        _run_in_process_group(job, rank=rank, local_rank=local_rank)
+    except UserError as e:
+        # A mistake in the user's input, not a bug: the parent re-raises it as it is, so that
+        # the user sees one line instead of a worker's traceback.
+        if job.user_error_dir:
+            _save_user_error(e, os.path.join(job.user_error_dir, f"{local_rank}.pkl"))
+        raise
+
+
+def _save_user_error(error: UserError, path: str) -> None:
+    try:
+        data = pickle.dumps(error)
+        pickle.loads(data)  # an exception with unusual arguments may not load back
+    except Exception:
+        data = pickle.dumps(UserError(str(error)))
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _load_user_error(path: str) -> Optional[UserError]:
+    # The file was written by a worker of this job, into a directory this process created.
+    try:
+        with open(path, "rb") as f:
+            error = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+    return error if isinstance(error, UserError) else None
 
 
 def _run_in_process_group(job: _Job, rank: int, local_rank: int) -> None:
@@ -334,26 +391,68 @@ def _init_error_message(error: Exception, job: _Job, rank: int) -> str:
 
 
 def _spawn(job: _Job) -> None:
-    context = mp.start_processes(
-        _distributed_worker,
-        args=(job,),
-        nprocs=job.local_world_size,
-        join=False,
-        start_method="spawn",
-    )
-    try:
-        # join() returns False while workers run; on the first failure it stops the others
-        # (grace period, SIGTERM, grace period, SIGKILL) and raises.
-        while not context.join(grace_period=_SHUTDOWN_GRACE_S):
-            pass
-    except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
-        raise _worker_failure(context, e, job) from None
-    finally:
-        # Also reached on KeyboardInterrupt in this process: never leave a worker behind.
-        _stop(context.processes)
-        for path in context.error_files:
-            if os.path.exists(path):
-                os.remove(path)
+    with tempfile.TemporaryDirectory(prefix="engine_lib_launch_") as user_error_dir:
+        job = dataclasses.replace(job, user_error_dir=user_error_dir)
+        context = mp.start_processes(
+            _distributed_worker,
+            args=(job,),
+            nprocs=job.local_world_size,
+            join=False,
+            start_method="spawn",
+        )
+        previous_handlers = _forward_signals(context.processes)
+        try:
+            # join() returns False while workers run; on the first failure it stops the
+            # others (grace period, SIGTERM, grace period, SIGKILL) and raises.
+            while not context.join(grace_period=_SHUTDOWN_GRACE_S):
+                pass
+        except mp.ProcessExitedException as e:
+            if e.exit_code != PREEMPTED_EXIT_CODE:
+                raise _worker_failure(context, e, job) from None
+            # The ranks saved and exited at the same iteration (they synchronize first), so
+            # the others are gone or about to be: the job as a whole was preempted.
+            for process in context.processes:
+                process.join(_SHUTDOWN_GRACE_S)
+            logger.warning("The workers were preempted and saved a checkpoint; exiting.")
+            raise TrainingPreempted(-1) from None
+        except mp.ProcessRaisedException as e:
+            failure = _worker_failure(context, e, job)
+            user_error = _load_user_error(os.path.join(user_error_dir, f"{failure.index}.pkl"))
+            if user_error is not None:
+                raise user_error from None
+            raise failure from None
+        finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            # Also reached on KeyboardInterrupt in this process: never leave a worker behind.
+            _stop(context.processes)
+            for path in context.error_files:
+                if os.path.exists(path):
+                    os.remove(path)
+
+
+def _forward_signals(processes: List[Any]) -> dict:
+    """Pass the preemption signals this process receives on to the workers.
+
+    Returns:
+        dict: the previous handlers, by signal, to restore.
+    """
+
+    def forward(signum: int, frame: Any) -> None:
+        for process in processes:
+            if process.is_alive():
+                try:
+                    os.kill(process.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    previous = {}
+    for sig in _FORWARDED_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, forward)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            break
+    return previous
 
 
 def _stop(processes: List[Any]) -> None:
@@ -406,4 +505,4 @@ def _worker_failure(context: Any, error: Exception, job: _Job) -> WorkerFailedEr
         message += "\nAlso failed afterwards, probably as a consequence:\n" + "\n".join(
             f"  rank {rank}: {tb.strip().splitlines()[-1]}" for rank, tb in others
         )
-    return WorkerFailedError(message, rank=rank_of(first), pid=pid)
+    return WorkerFailedError(message, rank=rank_of(first), pid=pid, index=first)

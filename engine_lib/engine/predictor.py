@@ -9,7 +9,7 @@ import torch
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import CfgNode
-from engine_lib.data import DatasetMapper
+from engine_lib.data import DatasetMapper, read_image
 from engine_lib.modeling import build_model
 from engine_lib.utils.errors import ConfigError
 
@@ -24,7 +24,9 @@ class DefaultPredictor:
     """Build the model of ``cfg``, load ``cfg.MODEL.WEIGHTS`` and predict one image per call.
 
     The image goes through the test-time part of the data pipeline (conversion to
-    ``INPUT.FORMAT``, resize to ``INPUT.SIZE_TEST``), so predictions match evaluation.
+    ``INPUT.FORMAT``, resize to ``INPUT.SIZE_TEST``), so predictions match evaluation. The
+    model's input dict also holds the image's original "height" and "width", so that a model
+    can return coordinates on the image it was given (a detector scales its boxes by them).
 
     Example:
         >>> predictor = DefaultPredictor(cfg)
@@ -43,7 +45,9 @@ class DefaultPredictor:
         if not cfg.MODEL.WEIGHTS:
             logger.warning("MODEL.WEIGHTS is empty: the predictor uses random weights")
         else:
-            Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
+            Checkpointer(self.model, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE).load(
+                cfg.MODEL.WEIGHTS
+            )
         self.mapper = DatasetMapper(self.cfg, is_train=False)
         self.input_format = cfg.INPUT.FORMAT
 
@@ -66,8 +70,13 @@ class DefaultPredictor:
             if not os.path.isfile(path):
                 raise ConfigError(f"Input image not found: '{path}'")
             record: Dict[str, Any] = {"file_name": path}
+            rgb = read_image(record).permute(1, 2, 0).numpy()
         else:
-            record = {"image": _to_rgb(image, format or self.input_format)}
+            record = {}
+            rgb = _to_rgb(image, format or self.input_format)
+        # The original size lets a model map its outputs (boxes, masks) back onto the given
+        # image, whatever size the test-time resize gave it (detectron2's convention).
+        record.update(image=rgb, height=rgb.shape[0], width=rgb.shape[1])
         inputs = self.mapper(record)
         return self.model([inputs])[0]
 

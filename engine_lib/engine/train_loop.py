@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from engine_lib.utils import comm
-from engine_lib.utils.errors import ConfigError
+from engine_lib.utils.errors import ConfigError, UserError
 from engine_lib.utils.events import EventStorage
 
 __all__ = ["HookBase", "TrainerBase", "GradClip", "SimpleTrainer", "AMPTrainer"]
@@ -177,6 +177,11 @@ class TrainerBase:
                 # iter == max_iter tells after_train hooks that every iteration ran.
                 self.iter = max_iter
                 self._completed = True
+            except UserError as e:
+                # Bad input met during training (e.g. an unreadable image): the entry point
+                # prints it on one line, which a traceback in the log would only bury.
+                logger.error("Training stopped at iteration %d: %s", self.iter, e)
+                raise
             except Exception:
                 logger.exception("Exception during training:")
                 raise

@@ -84,12 +84,21 @@ class DefaultTrainer(SimpleTrainer):
             clip_grad=_clip_grad_from_cfg(cfg),
             precision=_precision_from_cfg(cfg),
         )
+        logger.info(
+            "Training with precision=%s, %d micro-batch(es) per step, gradient clipping: %s, "
+            "%d process(es)",
+            self.precision,
+            self.grad_accum_steps,
+            self.clip_grad,
+            comm.get_world_size(),
+        )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         # The trainer is a checkpointable: its state holds the iteration, the hooks' states,
         # the grad scaler, the sampler position and the RNG states of every rank.
         self.checkpointer = Checkpointer(
             model,
             cfg.OUTPUT_DIR,
+            allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE,
             trainer=weakref.proxy(self),
             optimizer=optimizer,
             scheduler=self.scheduler,
@@ -171,6 +180,15 @@ class DefaultTrainer(SimpleTrainer):
                 cfg.SOLVER.BEST_CHECKPOINT.METRIC,
                 mode=cfg.SOLVER.BEST_CHECKPOINT.MODE,
             )
+        preemption = None
+        if cfg.SOLVER.PREEMPT_SIGNALS:
+            preemption = hooks.PreemptionHandler(
+                self.checkpointer,
+                cfg.SOLVER.PREEMPT_SIGNALS,
+                # With several processes the ranks agree when the losses are gathered anyway.
+                check_period=cfg.SOLVER.LOG_PERIOD,
+                checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
+            )
         return [
             hooks.IterationTimer(),
             # Freezing acts on the step that follows, so it sits before anything that trains.
@@ -181,18 +199,23 @@ class DefaultTrainer(SimpleTrainer):
             ema,
             # Precise BN statistics are recomputed before evaluation uses them.
             precise_bn,
-            # Checkpoint before evaluating, so a crash in evaluation loses no training.
-            hooks.PeriodicCheckpointer(
-                self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=cfg.SOLVER.MAX_TO_KEEP
-            ),
             hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate),
-            # The best checkpoint needs this evaluation's results, so it follows EvalHook.
-            best,
-            # Writers come last so they see this step's evaluation metrics. Every rank takes
-            # part in the metric gather; only the main process writes.
+            # Writers follow the evaluation, so they see its metrics, and precede every
+            # checkpoint: a checkpoint of iteration i is only written once all of iteration i
+            # is done and written, so a run killed at any instant and resumed from the newest
+            # checkpoint neither skips nor repeats an evaluation or a metrics.json line. Every
+            # rank takes part in the metric gather; only the main process writes.
             hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.LOG_PERIOD)
             if comm.is_main_process()
             else None,
+            # The best checkpoint needs this evaluation's results, so it follows EvalHook.
+            best,
+            hooks.PeriodicCheckpointer(
+                self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=cfg.SOLVER.MAX_TO_KEEP
+            ),
+            # Last: on a preemption signal the iteration is completed as usual before the
+            # checkpoint and the exit, so --resume continues exactly.
+            preemption,
         ]
 
     def build_writers(self) -> List[EventWriter]:
@@ -216,6 +239,11 @@ class DefaultTrainer(SimpleTrainer):
         if sampler is not None:
             # Holds the sampler's seed, which matters when SEED < 0 drew a random one.
             state["sampler"] = sampler.state_dict()
+            # The sampler only knows where it was last positioned (0 on a fresh run, the
+            # resume point after a resume); where the stream is now is the trainer's count.
+            # Without this, the same training state was saved differently depending on
+            # whether the run had been resumed.
+            state["sampler"]["position"] = self.samples_consumed
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ and histograms for TensorBoard) into it; the writers (:class:`CommonMetricPrinte
 every few iterations. Reading the histories is therefore confined to the writers.
 """
 
+import functools
 import json
 import logging
 import numbers
@@ -337,6 +338,14 @@ class JSONWriter(EventWriter):
 
     def write(self) -> None:
         storage = get_event_storage()
+        by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
+        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
+            if itr > self._last_write:  # only what changed since the last write
+                by_iter[itr][name] = value
+        if not by_iter:
+            # Before touching the file: a run that failed before its first metric must leave
+            # an earlier run's metrics.json as it was.
+            return
         if not self._resume_checked:
             self._drop_iterations_from(storage.start_iter)
             self._resume_checked = True
@@ -344,12 +353,6 @@ class JSONWriter(EventWriter):
             os.makedirs(os.path.dirname(os.path.abspath(self._path)), exist_ok=True)
             self._file = open(self._path, "a")
 
-        by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
-        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if itr > self._last_write:  # only what changed since the last write
-                by_iter[itr][name] = value
-        if not by_iter:
-            return
         for itr in sorted(by_iter):
             self._file.write(json.dumps({"iteration": itr, **by_iter[itr]}) + "\n")
         self._file.flush()
@@ -364,7 +367,12 @@ class JSONWriter(EventWriter):
 
 
 class TensorboardXWriter(EventWriter):
-    """Write scalars, images and histograms to TensorBoard event files."""
+    """Write scalars, images and histograms to TensorBoard event files.
+
+    The ``SummaryWriter`` (which creates ``log_dir`` and an event file) is made on the first
+    write that has something to write, so a run that fails while it is being set up leaves
+    its output directory untouched.
+    """
 
     def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any) -> None:
         """
@@ -382,12 +390,17 @@ class TensorboardXWriter(EventWriter):
             raise ImportError(
                 "TensorboardXWriter needs the tensorboard package: pip install tensorboard"
             ) from e
+        self._make_writer = functools.partial(SummaryWriter, log_dir, **kwargs)
+        self._writer: Optional[Any] = None
         self._window_size = window_size
-        self._writer = SummaryWriter(log_dir, **kwargs)
         self._last_write = -1
 
     def write(self) -> None:
         storage = get_event_storage()
+        if self._writer is None:
+            if not storage.latest():
+                return
+            self._writer = self._make_writer()
         newest = self._last_write
         for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
             if itr > self._last_write:
@@ -409,7 +422,8 @@ class TensorboardXWriter(EventWriter):
             storage.clear_histograms()
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 class CommonMetricPrinter(EventWriter):

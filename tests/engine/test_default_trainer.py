@@ -77,10 +77,11 @@ def test_default_hooks_in_documented_order(tmp_path):
         "LayerFreeze",
         "LRScheduler",
         "EMA",
-        "PeriodicCheckpointer",
         "EvalHook",
-        "BestCheckpointer",
         "PeriodicWriter",
+        "BestCheckpointer",
+        "PeriodicCheckpointer",
+        "PreemptionHandler",
     ]
 
 

@@ -16,6 +16,7 @@ from .memory_stats import TorchMemoryStats
 from .periodic_checkpointer import PeriodicCheckpointer
 from .periodic_writer import PeriodicWriter
 from .precise_bn import PreciseBN
+from .preemption import PreemptionHandler
 from .profiler import TorchProfiler
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "PreciseBN",
+    "PreemptionHandler",
     "TorchMemoryStats",
     "TorchProfiler",
 ]

@@ -45,3 +45,12 @@ class PeriodicCheckpointer(_PeriodicCheckpointer, HookBase):
         if self.every_n_iters(self.period) or self.is_last_iter():
             check_before_save(self.trainer, self.checkpointer.model)
             self.step(self.trainer.iter)
+
+    def after_train(self) -> None:
+        # A run killed while writing model_final resumes from the checkpoint of the last
+        # iteration and has no iteration left to run, so after_step never saves the final
+        # file: save it here (identical to what the last iteration would have saved).
+        trainer = self.trainer
+        if self.training_completed() and trainer.start_iter >= trainer.max_iter:
+            check_before_save(trainer, self.checkpointer.model)
+            self.checkpointer.save(f"{self.file_prefix}_final", iteration=trainer.max_iter - 1)

@@ -1,0 +1,1 @@
+"""Reliability: exact resume after SIGKILL, preemption signals, non-finite losses."""
