@@ -1,0 +1,92 @@
+#!/usr/bin/env python
+"""Train an embedding model on the digits (each digit an identity) and evaluate retrieval.
+
+Examples:
+    python projects/MetricLearning/train_net.py \
+        --config-file projects/MetricLearning/configs/digits_triplet.yaml
+    python projects/MetricLearning/train_net.py --config-file ... --eval-only \
+        MODEL.WEIGHTS output/metric_learning_digits/model_final.pth
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Dict
+
+# The project is run as a script, not installed: make its package importable.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from metric_learning import (  # noqa: E402
+    RetrievalEvaluator,
+    add_metric_learning_config,
+    register_digits_query_gallery,
+)
+
+from engine_lib.checkpoint import Checkpointer  # noqa: E402
+from engine_lib.config import CfgNode, get_cfg  # noqa: E402
+from engine_lib.engine import (  # noqa: E402
+    DefaultTrainer,
+    default_argument_parser,
+    default_setup,
+    launch,
+    run_cli,
+)
+from engine_lib.evaluation import DatasetEvaluator, verify_results  # noqa: E402
+from engine_lib.utils import comm  # noqa: E402
+
+logger = logging.getLogger("metric_learning.train_net")
+
+
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` evaluating query-to-gallery retrieval instead of accuracy."""
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str) -> DatasetEvaluator:
+        """Rank-1 / Rank-5 / mAP of the query items of ``dataset_name`` against its gallery."""
+        return RetrievalEvaluator(dataset_name)
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    """Build the config (project keys first) and register the query/gallery splits."""
+    cfg = get_cfg()
+    add_metric_learning_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    register_digits_query_gallery(cfg.METRIC_LEARNING.NUM_QUERY_PER_ID)
+    return cfg
+
+
+def main(args: argparse.Namespace) -> Dict[str, Any]:
+    """Train (or only evaluate) in one process of the job."""
+    cfg = setup(args)
+    default_setup(cfg, args)
+    if not args.eval_only:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
+    model = Trainer.build_model(cfg)
+    Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    results = Trainer.test(cfg, model)
+    if comm.is_main_process():
+        verify_results(cfg, results)
+    return results
+
+
+def run(args: argparse.Namespace) -> None:
+    """Check the config once in the parent, then start one process per worker."""
+    cfg = setup(args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+        backend="gloo" if cfg.MODEL.DEVICE == "cpu" else None,
+    )
+
+
+if __name__ == "__main__":
+    run_cli(run, default_argument_parser().parse_args())
