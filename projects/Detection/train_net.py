@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Train torchvision's Faster R-CNN on generated shapes; evaluate VOC mAP@0.5.
+
+Examples (from the repository root):
+    python projects/Detection/train_net.py \
+        --config-file projects/Detection/configs/faster_rcnn_shapes.yaml
+    python projects/Detection/train_net.py --config-file ... --eval-only \
+        MODEL.WEIGHTS output/detection_shapes/model_final.pth
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Dict
+
+# The project is not installed: make its package importable from any working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from detection import DetectionMapper, VOCDetectionEvaluator, add_detection_config  # noqa: E402
+
+from engine_lib.checkpoint import Checkpointer  # noqa: E402
+from engine_lib.config import CfgNode, get_cfg  # noqa: E402
+from engine_lib.data import build_test_loader, build_train_loader  # noqa: E402
+from engine_lib.engine import (  # noqa: E402
+    DefaultTrainer,
+    default_argument_parser,
+    default_setup,
+    launch,
+    run_cli,
+)
+from engine_lib.evaluation import DatasetEvaluator, verify_results  # noqa: E402
+from engine_lib.utils import comm  # noqa: E402
+
+logger = logging.getLogger("detection.train_net")
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with the detection mapper and the VOC evaluator."""
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        return build_train_loader(cfg, mapper=DetectionMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        return build_test_loader(cfg, dataset_name, mapper=DetectionMapper(cfg, is_train=False))
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str) -> DatasetEvaluator:
+        return VOCDetectionEvaluator(dataset_name)
+
+
+def build_cfg(args: argparse.Namespace) -> CfgNode:
+    """The defaults plus the project's keys, the config file and the command line."""
+    cfg = get_cfg()
+    add_detection_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def main(args: argparse.Namespace) -> Dict[str, Any]:
+    """Train, or only evaluate, in one process of the job."""
+    cfg = build_cfg(args)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def run(args: argparse.Namespace) -> None:
+    """Validate the config once, then start one process per worker."""
+    cfg = build_cfg(args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+        backend="gloo" if cfg.MODEL.DEVICE == "cpu" else None,
+    )
+
+
+if __name__ == "__main__":
+    run_cli(run, default_argument_parser().parse_args())
