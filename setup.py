@@ -37,7 +37,8 @@ setup(
         "pillow>=8.0",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4"],
+        # matplotlib: tests/tools/test_plot_metrics.py runs tools/plot_metrics.py in CI.
+        "dev": ["pytest>=7", "ruff>=0.4", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
     },
 )
