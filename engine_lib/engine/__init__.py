@@ -8,6 +8,7 @@ from .environment import commit_output_dir, default_setup, default_writers
 from .hooks.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from .launch import launch
 from .predictor import DefaultPredictor
+from .script import check_dataset_names, launch_from_args, train_or_evaluate
 from .train_loop import AMPTrainer, GradClip, HookBase, SimpleTrainer, TrainerBase
 from .trainer import DefaultTrainer
 
@@ -28,5 +29,8 @@ __all__ = [
     "default_writers",
     "hooks",
     "launch",
+    "launch_from_args",
     "run_cli",
+    "train_or_evaluate",
+    "check_dataset_names",
 ]

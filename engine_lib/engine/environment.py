@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 
@@ -34,8 +34,10 @@ __all__ = ["default_setup", "commit_output_dir", "default_writers", "OutputDirEr
 
 logger = logging.getLogger(__name__)
 
-# The loggers default_setup configures; their records are held back while writes are deferred.
-_LOGGER_NAMES = ("fvcore", "engine_lib")
+# The loggers default_setup configures (plus a project's own, see its extra_loggers); their
+# records are held back while writes are deferred.
+_ENGINE_LOGGERS = ("fvcore", "engine_lib")
+_LOGGER_NAMES = _ENGINE_LOGGERS
 
 
 class OutputDirError(UserError):
@@ -54,7 +56,7 @@ class _HeldRecords(logging.Handler):
 
 
 def _held_records_handler() -> Optional[_HeldRecords]:
-    for handler in logging.getLogger(_LOGGER_NAMES[-1]).handlers:
+    for handler in logging.getLogger("engine_lib").handlers:
         if isinstance(handler, _HeldRecords):
             return handler
     return None
@@ -70,7 +72,11 @@ def _release_held_records() -> List[logging.LogRecord]:
 
 
 def default_setup(
-    cfg: CfgNode, args: Optional[argparse.Namespace] = None, *, defer_writes: bool = False
+    cfg: CfgNode,
+    args: Optional[argparse.Namespace] = None,
+    *,
+    defer_writes: bool = False,
+    extra_loggers: Sequence[str] = (),
 ) -> None:
     """Prepare a training or evaluation process from a frozen config.
 
@@ -85,12 +91,16 @@ def default_setup(
         defer_writes (bool): touch nothing in ``OUTPUT_DIR`` yet: log to the console and keep
             the log records in memory until :func:`commit_output_dir`, which must then be
             called once the inputs are known to be good. Default: False.
+        extra_loggers (Sequence[str]): names of a project's loggers, set up like the engine's
+            (console on rank 0, ``log.txt``).
 
     Raises:
         OutputDirError: ``OUTPUT_DIR`` cannot be created or written (not when deferred).
     """
+    global _LOGGER_NAMES
     rank = comm.get_rank()
     _release_held_records()  # from an earlier deferred setup in this process that failed
+    _LOGGER_NAMES = _ENGINE_LOGGERS + tuple(extra_loggers)
     if defer_writes:
         held = _HeldRecords()
         for name in _LOGGER_NAMES:
@@ -132,7 +142,7 @@ def commit_output_dir(cfg: CfgNode) -> None:
     records = _release_held_records()
     _open_output_dir(cfg.OUTPUT_DIR, comm.get_rank())
     if cfg.OUTPUT_DIR:
-        files = _file_handlers(logging.getLogger(_LOGGER_NAMES[-1]))
+        files = _file_handlers(logging.getLogger("engine_lib"))
         for record in records:
             for handler in files:
                 handler.handle(record)

@@ -19,18 +19,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from detection import DetectionMapper, VOCDetectionEvaluator, add_detection_config  # noqa: E402
 
-from engine_lib.checkpoint import Checkpointer  # noqa: E402
 from engine_lib.config import CfgNode, get_cfg  # noqa: E402
 from engine_lib.data import build_test_loader, build_train_loader  # noqa: E402
 from engine_lib.engine import (  # noqa: E402
     DefaultTrainer,
     default_argument_parser,
-    default_setup,
-    launch,
+    launch_from_args,
     run_cli,
+    train_or_evaluate,
 )
-from engine_lib.evaluation import DatasetEvaluator, verify_results  # noqa: E402
-from engine_lib.utils import comm  # noqa: E402
+from engine_lib.evaluation import DatasetEvaluator  # noqa: E402
 
 logger = logging.getLogger("detection.train_net")
 
@@ -63,34 +61,12 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     """Train, or only evaluate, in one process of the job."""
-    cfg = build_cfg(args)
-    default_setup(cfg, args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        results = Trainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, results)
-        return results
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return train_or_evaluate(build_cfg(args), args, Trainer, extra_loggers=("detection",))
 
 
 def run(args: argparse.Namespace) -> None:
     """Validate the config once, then start one process per worker."""
-    cfg = build_cfg(args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-        backend="gloo" if cfg.MODEL.DEVICE == "cpu" else None,
-    )
+    launch_from_args(main, args, build_cfg(args))
 
 
 if __name__ == "__main__":

@@ -23,17 +23,15 @@ from metric_learning import (  # noqa: E402
     register_digits_query_gallery,
 )
 
-from engine_lib.checkpoint import Checkpointer  # noqa: E402
 from engine_lib.config import CfgNode, get_cfg  # noqa: E402
 from engine_lib.engine import (  # noqa: E402
     DefaultTrainer,
     default_argument_parser,
-    default_setup,
-    launch,
+    launch_from_args,
     run_cli,
+    train_or_evaluate,
 )
-from engine_lib.evaluation import DatasetEvaluator, verify_results  # noqa: E402
-from engine_lib.utils import comm  # noqa: E402
+from engine_lib.evaluation import DatasetEvaluator  # noqa: E402
 
 logger = logging.getLogger("metric_learning.train_net")
 
@@ -60,32 +58,12 @@ def setup(args: argparse.Namespace) -> CfgNode:
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     """Train (or only evaluate) in one process of the job."""
-    cfg = setup(args)
-    default_setup(cfg, args)
-    if not args.eval_only:
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        return trainer.train()
-    model = Trainer.build_model(cfg)
-    Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-    results = Trainer.test(cfg, model)
-    if comm.is_main_process():
-        verify_results(cfg, results)
-    return results
+    return train_or_evaluate(setup(args), args, Trainer, extra_loggers=("metric_learning",))
 
 
 def run(args: argparse.Namespace) -> None:
     """Check the config once in the parent, then start one process per worker."""
-    cfg = setup(args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-        backend="gloo" if cfg.MODEL.DEVICE == "cpu" else None,
-    )
+    launch_from_args(main, args, setup(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""The body of a ``train_net.py``: what every training entry point does once it has a config.
+
+``tools/train_net.py`` and each project's ``train_net.py`` differ only in how they build the
+config (project keys, data set registration) and in their ``DefaultTrainer`` subclass; the
+rest — deferred output writes, evaluation-only runs, resuming, the final table, launching one
+process per worker — lives here once.
+"""
+
+import argparse
+import logging
+from typing import Any, Callable, Dict, Optional, Sequence, Type
+
+from engine_lib.checkpoint import Checkpointer
+from engine_lib.config import CfgNode
+from engine_lib.data import DatasetCatalog
+from engine_lib.evaluation import flatten_results_dict, verify_results
+from engine_lib.utils import comm
+from engine_lib.utils.errors import UnknownNameError
+from engine_lib.utils.logger import create_small_table
+
+from .environment import commit_output_dir, default_setup
+from .launch import launch
+from .trainer import DefaultTrainer
+
+__all__ = ["check_dataset_names", "launch_from_args", "train_or_evaluate"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_dataset_names(cfg: CfgNode) -> None:
+    """Fail now, not after training, on a misspelled data set in DATASETS.TRAIN or TEST.
+
+    Raises:
+        UnknownNameError: naming the key, the name and the closest registered names.
+    """
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            if name in DatasetCatalog:
+                continue
+            try:
+                DatasetCatalog.get(name)  # raises, naming the closest registered names
+            except UnknownNameError as e:
+                raise UnknownNameError(f"DATASETS.{key}: {e}") from None
+
+
+def train_or_evaluate(
+    cfg: CfgNode,
+    args: argparse.Namespace,
+    trainer_cls: Type[DefaultTrainer] = DefaultTrainer,
+    extra_loggers: Sequence[str] = (),
+    prepare: Optional[Callable[[CfgNode], None]] = None,
+) -> Dict[str, Any]:
+    """Train (or, with ``--eval-only``, evaluate) in one process of the job.
+
+    Everything that can fail on user input (data set names, model, data, weights) is built
+    before anything is written to ``OUTPUT_DIR``, so a bad input leaves a previous run's
+    files as they were (see :func:`commit_output_dir`).
+
+    Args:
+        cfg (CfgNode): the frozen config.
+        args (argparse.Namespace): from ``default_argument_parser``: ``eval_only``, ``resume``.
+        trainer_cls (type): the trainer, a ``DefaultTrainer`` subclass for projects.
+        extra_loggers (Sequence[str]): names of a project's loggers, set up like the engine's.
+        prepare (callable, optional): called with ``cfg`` once logging is set up and before
+            anything is built, e.g. to register the project's data sets.
+
+    Returns:
+        dict: the final evaluation results (empty on non-main processes).
+    """
+    default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
+    if prepare is not None:
+        prepare(cfg)
+    check_dataset_names(cfg)
+    if args.eval_only:
+        model = trainer_cls.build_model(cfg)
+        checkpointer = Checkpointer(
+            model, save_dir=cfg.OUTPUT_DIR, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE
+        )
+        if isinstance(args.resume, str):
+            checkpointer.load(args.resume)
+        else:
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        commit_output_dir(cfg)
+        results = trainer_cls.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+    else:
+        trainer = trainer_cls(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        commit_output_dir(cfg)
+        results = trainer.train()
+    if comm.is_main_process() and results:
+        logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))
+    return results
+
+
+def launch_from_args(
+    main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, cfg: CfgNode
+) -> None:
+    """Run ``main_func(args)`` on every process the launch flags of ``args`` ask for.
+
+    Args:
+        main_func (callable): a module-level function (it is pickled for spawned workers).
+        args (argparse.Namespace): from ``default_argument_parser``.
+        cfg (CfgNode): the config, already validated in this process; a CPU model trains
+            on gloo.
+    """
+    launch(
+        main_func,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+        backend="gloo" if cfg.MODEL.DEVICE == "cpu" else None,
+    )
