@@ -9,15 +9,13 @@ import torch
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import CfgNode
-from engine_lib.data import DatasetMapper, read_image
+from engine_lib.data.mapper import IMAGE_FORMATS, DatasetMapper, read_image
 from engine_lib.modeling import build_model
 from engine_lib.utils.errors import ConfigError
 
 __all__ = ["DefaultPredictor"]
 
 logger = logging.getLogger(__name__)
-
-_CHANNEL_ORDERS = ("RGB", "BGR", "L")
 
 
 class DefaultPredictor:
@@ -83,8 +81,8 @@ class DefaultPredictor:
 
 def _to_rgb(image: np.ndarray, format: str) -> np.ndarray:
     """Convert an HxWxC / HxW uint8 array in ``format`` to HxWx3 RGB."""
-    if format not in _CHANNEL_ORDERS:
-        raise ConfigError(f"Image format must be one of {_CHANNEL_ORDERS}, got {format!r}")
+    if format not in IMAGE_FORMATS:
+        raise ConfigError(f"Image format must be one of {IMAGE_FORMATS}, got {format!r}")
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
         raise ConfigError(
             f"Expected an HxWxC or HxW image array, got {type(image).__name__} "

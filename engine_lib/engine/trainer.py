@@ -104,6 +104,7 @@ class DefaultTrainer(SimpleTrainer):
             scheduler=self.scheduler,
         )
         self.start_iter = 0
+        self._resumed_from_checkpoint = False
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.last_eval_results: Dict[str, Any] = {}
@@ -123,9 +124,10 @@ class DefaultTrainer(SimpleTrainer):
             self.checkpointer.load(resume)
         else:
             self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=bool(resume))
-        resumed = self.iter > 0 or self._resumed_from_checkpoint
-        self.start_iter = self.iter + 1 if resumed else 0
-        if resumed:
+        # Set by load_state_dict: a checkpoint of iteration 0 is a resume too, so the
+        # iteration alone can't tell.
+        self.start_iter = self.iter + 1 if self._resumed_from_checkpoint else 0
+        if self._resumed_from_checkpoint:
             logger.info("Resuming training at iteration %d", self.start_iter)
 
     # ------------------------------------------------------------------ training
@@ -267,8 +269,6 @@ class DefaultTrainer(SimpleTrainer):
                 sampler.load_state_dict(state["sampler"])
             sampler.set_position(self.samples_consumed)
             self.reset_data_loader(self.data_loader)
-
-    _resumed_from_checkpoint = False
 
     # ------------------------------------------------------------------ builders
     @classmethod
