@@ -173,6 +173,67 @@ def run_engine(
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
+def _engine_hooks(level: int, model, optimizer, scheduler, trainer, iters: int, out_dir: str):
+    """The first ``level`` default hooks (timer, LR, checkpointer, writer) of :func:`run_engine`;
+    below the LR hook's level, a bare hook steps the schedule so the work stays the same."""
+    period = 20
+    built = [
+        lambda: hooks.IterationTimer(),
+        lambda: hooks.LRScheduler(),
+        lambda: hooks.PeriodicCheckpointer(
+            Checkpointer(model, out_dir, save_to_disk=False, optimizer=optimizer, trainer=trainer),
+            period=10 * iters,
+        ),
+        lambda: hooks.PeriodicWriter(
+            [JSONWriter(os.path.join(out_dir, "metrics.json")), CommonMetricPrinter(iters)],
+            period=period,
+        ),
+    ]
+    chosen = [make() for make in built[:level]]
+    if level < 2:
+        chosen.append(hooks.CallbackHook(after_step=lambda _: scheduler.step()))
+    return chosen
+
+
+def breakdown(name: str, build_model, data: List, device: str, iters: int, repeats: int) -> None:
+    """Print the cost of each part of the engine: the bare step, then each default hook."""
+    labels = ["plain loop", "SimpleTrainer", "+ IterationTimer", "+ LRScheduler"]
+    labels += ["+ PeriodicCheckpointer", "+ PeriodicWriter"]
+    times: Dict[int, List[float]] = {level: [] for level in range(-1, 5)}
+    with tempfile.TemporaryDirectory() as root:
+        for r in range(repeats + 1):
+            for level in times:
+                model, optimizer, scheduler = _setup(build_model, device, iters)
+                gc.collect()
+                if level < 0:
+                    elapsed = run_plain(build_model, data, device, iters)
+                else:
+                    trainer = SimpleTrainer(
+                        model, itertools.cycle(data), optimizer, gather_metric_period=20
+                    )
+                    trainer.scheduler = scheduler
+                    out_dir = tempfile.mkdtemp(dir=root)
+                    trainer.register_hooks(
+                        _engine_hooks(level, model, optimizer, scheduler, trainer, iters, out_dir)
+                    )
+                    _sync(device)
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    trainer.train(0, iters)
+                    _sync(device)
+                    elapsed = (time.perf_counter() - start, time.process_time() - start_cpu)
+                if r > 0:  # the first round warms up
+                    times[level].append(elapsed[1] if device == "cpu" else elapsed[0])
+    base = min(times[-1])
+    clock = "process CPU time" if device == "cpu" else "wall clock"
+    print(f"{name} breakdown (fastest of {repeats} runs of {iters} iterations, {clock}):")
+    for label, level in zip(labels, times):
+        best = min(times[level])
+        print(
+            f"  {label:24s} {1e6 * best / iters:8.1f} us/it  {best / base:.3f}x  "
+            f"{1e6 * (best - base) / iters:+7.1f} us/it"
+        )
+
+
 def _median_ratio(engine: List[float], plain: List[float]) -> str:
     ratios = [e / p for e, p in zip(engine, plain)]
     q1, _, q3 = statistics.quantiles(ratios, n=4)
@@ -229,6 +290,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--mlp-iters", type=int, default=500)
     parser.add_argument("--cnn-iters", type=int, default=30)
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the bare SimpleTrainer step and each default hook added in turn",
+    )
     args = parser.parse_args()
     # One thread by default: on a machine shared with other jobs, a multi-threaded CPU step
     # waits for its slowest thread and the timings scatter.
@@ -245,6 +311,8 @@ def main() -> None:
     cnn_data = _batches((3, 32, 32), 32, args.device)
     cnn = benchmark("CNN", SmallCNN, cnn_data, args.device, args.cnn_iters, args.repeats)
     print(f"targets: MLP <= 1.05x (got {mlp:.3f}x), CNN <= 1.02x (got {cnn:.3f}x)")
+    if args.breakdown:
+        breakdown("MLP", MLP, mlp_data, args.device, args.mlp_iters, args.repeats)
 
 
 if __name__ == "__main__":

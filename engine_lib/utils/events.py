@@ -11,8 +11,9 @@ import json
 import logging
 import numbers
 import os
+import statistics
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -36,6 +37,24 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CURRENT_STORAGE_STACK: List["EventStorage"] = []
+
+
+class _HistoryBuffer(HistoryBuffer):
+    """fvcore's ``HistoryBuffer`` with a faster windowed median and mean.
+
+    fvcore converts the window to a numpy array for each call, which costs ~15 us even for
+    the 20 values a writer asks about; the writers call these for every smoothed metric at
+    every write, so in a short iteration that conversion alone was a measurable share of the
+    trainer's overhead. Pure-Python ``statistics`` is ~10x faster at these sizes and returns
+    the same values.
+    """
+
+    def median(self, window_size: int) -> float:
+        return statistics.median([x[0] for x in self._data[-window_size:]])
+
+    def avg(self, window_size: int) -> float:
+        window = self._data[-window_size:]
+        return sum(x[0] for x in window) / len(window)
 
 
 def get_event_storage() -> "EventStorage":
@@ -73,7 +92,7 @@ class EventStorage:
         Args:
             start_iter (int): the iteration training starts (or resumes) at. Default: 0.
         """
-        self._history: Dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
+        self._history: Dict[str, HistoryBuffer] = defaultdict(_HistoryBuffer)
         self._smoothing_hints: Dict[str, bool] = {}
         self._latest_scalars: Dict[str, Tuple[float, int]] = {}
         self._iter = int(start_iter)
@@ -122,19 +141,23 @@ class EventStorage:
             ValueError: if ``smoothing_hint`` differs from the earlier one for this name.
         """
         name = self._prefix + name
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if not isinstance(value, numbers.Number) or isinstance(value, complex):
-            raise TypeError(
-                f"put_scalar({name!r}) needs a real number, got {type(value).__name__}: {value!r}"
-            )
+        # Checked and converted unless it is a float already, as what the trainer and the
+        # hooks put at every iteration is (this method is on the per-iteration path).
+        if type(value) is not float:
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if not isinstance(value, numbers.Number) or isinstance(value, complex):
+                raise TypeError(
+                    f"put_scalar({name!r}) needs a real number, got {type(value).__name__}: "
+                    f"{value!r}"
+                )
+            value = float(value)
         previous_hint = self._smoothing_hints.setdefault(name, smoothing_hint)
         if previous_hint != smoothing_hint:
             raise ValueError(
                 f"Scalar {name!r} was put with smoothing_hint={previous_hint} before and "
                 f"smoothing_hint={smoothing_hint} now; use one value per name."
             )
-        value = float(value)
         cur_iter = self._iter if cur_iter is None else int(cur_iter)
         self._history[name].update(value, cur_iter)
         self._latest_scalars[name] = (value, cur_iter)
@@ -430,7 +453,9 @@ class CommonMetricPrinter(EventWriter):
     """Log one line of training progress: ETA, iteration, losses, time, data time, lr, memory.
 
     Losses are the scalars whose name contains "loss", as their median over the window. The ETA
-    comes from the median of the "time" scalar (what ``IterationTimer`` puts); without it, it is
+    comes from the "time" scalar (what ``IterationTimer`` puts): the median of the last 50
+    writes' window medians, a robust estimate over the recent ~1000 iterations that costs
+    microseconds per write (a median over 1000 raw values cost ~60 us). Without "time", it is
     estimated from the wall-clock time between two writes. The ETA is also put in the storage as
     "eta_seconds". Absent metrics are left out of the line.
     """
@@ -446,6 +471,8 @@ class CommonMetricPrinter(EventWriter):
         self._max_iter = max_iter
         self._window_size = window_size
         self._last_write: Optional[Tuple[int, float]] = None  # (iteration, perf_counter())
+        # Median iteration time of each recent write's window, for the ETA.
+        self._window_times: deque = deque(maxlen=50)
 
     def _eta(self, storage: EventStorage, histories: Dict[str, HistoryBuffer]) -> Optional[str]:
         if self._max_iter is None:
@@ -454,7 +481,8 @@ class CommonMetricPrinter(EventWriter):
         remaining = self._max_iter - iteration - 1
         eta_seconds = None
         if "time" in histories:
-            eta_seconds = histories["time"].median(1000) * remaining
+            self._window_times.append(histories["time"].median(self._window_size))
+            eta_seconds = statistics.median(self._window_times) * remaining
             storage.put_scalar("eta_seconds", float(eta_seconds), smoothing_hint=False)
         elif self._last_write is not None and iteration > self._last_write[0]:
             last_iter, last_time = self._last_write

@@ -31,6 +31,30 @@ def test_hooks_are_called_in_order():
     assert trainer.hooks == (recorder,)
 
 
+def test_only_overriding_hooks_are_called_and_instance_methods_count():
+    class AfterStepOnly(HookBase):
+        def __init__(self):
+            self.steps = 0
+
+        def after_step(self):
+            self.steps += 1
+
+    only = AfterStepOnly()
+    patched = HookBase()
+    seen = []
+    patched.before_step = lambda: seen.append("before_step")  # set on the instance
+    trainer = make_trainer(hooks=[only, patched])
+    assert trainer._hook_calls["after_step"] == [only.after_step]
+    assert trainer._hook_calls["before_train"] == []
+    trainer.train(0, 3)
+    assert only.steps == 3 and seen == ["before_step"] * 3
+    # Hooks registered later join the dispatch lists, after the earlier ones.
+    late = Recorder()
+    trainer.register_hooks([late])
+    trainer.train(3, 4)
+    assert only.steps == 4 and ("after_step", 3) in late.events
+
+
 class _Failing(torch.nn.Module):
     def __init__(self, fail_at: int):
         super().__init__()

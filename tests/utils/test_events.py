@@ -291,3 +291,30 @@ def test_printer_is_silent_once_training_finished(printed):
         storage.iter = 50
         CommonMetricPrinter(max_iter=50).write()
     assert printed == []
+
+
+def test_history_windows_match_numpy():
+    import numpy as np
+
+    values = [float(v) for v in torch.randn(57, generator=torch.Generator().manual_seed(0))]
+    with EventStorage() as storage:
+        for v in values:
+            storage.put_scalar("x", v)
+            storage.step()
+        history = storage.history("x")
+    for window in (1, 2, 20, 57, 1000):
+        assert history.median(window) == pytest.approx(np.median(values[-window:]))
+        assert history.avg(window) == pytest.approx(np.mean(values[-window:]))
+
+
+def test_printer_eta_is_robust_to_one_slow_window(printed):
+    printer = CommonMetricPrinter(max_iter=1001, window_size=20)
+    with EventStorage() as storage:
+        for write, seconds in enumerate([1.0, 1.0, 50.0, 1.0]):
+            for _ in range(20):
+                storage.put_scalar("time", seconds)
+            storage.iter = 20 * write
+            printer.write()
+        # The median of the windows' medians: the slow window (e.g. an evaluation pause
+        # counted in one step) does not move the estimate.
+        assert storage.latest()["eta_seconds"][0] == pytest.approx(1.0 * (1001 - 60 - 1))

@@ -47,11 +47,13 @@ class LRScheduler(HookBase):
     def before_train(self) -> None:
         groups = self.optimizer.param_groups
         self._group_index = max(range(len(groups)), key=lambda i: len(groups[i]["params"]))
+        # Looked up once per train(), not at every step (where they were a visible cost).
+        self._group = groups[self._group_index]
+        self._step = self.scheduler.step
 
     def after_step(self) -> None:
-        lr = self.optimizer.param_groups[self._group_index]["lr"]
-        self.trainer.storage.put_scalar("lr", lr, smoothing_hint=False)
-        self.scheduler.step()
+        self.trainer.storage.put_scalar("lr", self._group["lr"], smoothing_hint=False)
+        self._step()
 
     def state_dict(self) -> Dict[str, Any]:
         return self.scheduler.state_dict()
