@@ -8,6 +8,7 @@ from .build import (
     build_test_loader,
     build_train_loader,
     build_training_sampler,
+    epoch_size,
     get_dataset_dicts,
     get_training_sampler,
 )
@@ -21,6 +22,7 @@ from .datasets import (
     register_image_folder,
 )
 from .mapper import DatasetMapper, build_augmentations, read_image
+from .metadata_check import check_label_range, check_metadata_consistency
 
 __all__ = [
     "DatasetCatalog",
@@ -31,6 +33,9 @@ __all__ = [
     "build_training_sampler",
     "get_dataset_dicts",
     "get_training_sampler",
+    "epoch_size",
+    "check_metadata_consistency",
+    "check_label_range",
     "DatasetMapper",
     "build_augmentations",
     "read_image",

@@ -28,6 +28,8 @@ from engine_lib.utils.errors import ConfigError, UnknownNameError
 from .catalog import DatasetCatalog
 from .common import DrawSeedSampler, MapDataset, trivial_batch_collator
 from .mapper import DatasetMapper
+from .metadata_check import check_label_range, check_metadata_consistency
+from .repeat_factors import class_balanced_factors, dataset_repeat_factors, per_sample_factors
 from .samplers import (
     IdentitySampler,
     InferenceSampler,
@@ -43,17 +45,25 @@ __all__ = [
     "build_train_loader",
     "build_test_loader",
     "get_training_sampler",
+    "epoch_size",
 ]
 
 logger = logging.getLogger(__name__)
 
 DatasetLike = Union[List[Dict[str, Any]], Dataset]
 
-TRAIN_SAMPLERS = ("TrainingSampler", "RepeatFactorTrainingSampler", "IdentitySampler")
+# Class-balanced sampling: detectron2's name, and a name that says what it does.
+CLASS_BALANCED_SAMPLERS = ("RepeatFactorTrainingSampler", "ClassBalancedSampler")
+TRAIN_SAMPLERS = ("TrainingSampler", *CLASS_BALANCED_SAMPLERS, "IdentitySampler")
 
 
 def get_dataset_dicts(names: Union[str, Sequence[str]]) -> DatasetLike:
     """Load the data sets ``names`` from ``DatasetCatalog`` and concatenate them.
+
+    Checks each list of dicts' labels against its ``thing_classes``
+    (:func:`~engine_lib.data.metadata_check.check_label_range`), and that several data sets
+    agree on their class metadata
+    (:func:`~engine_lib.data.metadata_check.check_metadata_consistency`).
 
     Args:
         names (str or sequence of str): registered data set names.
@@ -64,7 +74,8 @@ def get_dataset_dicts(names: Union[str, Sequence[str]]) -> DatasetLike:
 
     Raises:
         UnknownNameError: a name is not registered.
-        ConfigError: no name is given, or a data set is empty.
+        ConfigError: no name is given, a data set is empty, a label is out of its class
+            list's range, or two data sets have different class lists.
     """
     names = [names] if isinstance(names, str) else list(names)
     if not names:
@@ -73,6 +84,10 @@ def get_dataset_dicts(names: Union[str, Sequence[str]]) -> DatasetLike:
     for name, dataset in zip(names, datasets):
         if len(dataset) == 0:
             raise ConfigError(f"Data set {name!r} is empty; its loader returned no samples")
+        if isinstance(dataset, list):
+            check_label_range(name, dataset)
+    if len(names) > 1:
+        check_metadata_consistency(names)
     if all(isinstance(d, list) for d in datasets):
         return list(itertools.chain.from_iterable(datasets))
     return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
@@ -92,44 +107,98 @@ def _records(dataset: DatasetLike) -> Sequence[Dict[str, Any]]:
     return dataset if isinstance(dataset, list) else [dataset[i] for i in range(len(dataset))]
 
 
+def _dataset_factors(cfg: CfgNode, dataset: DatasetLike) -> Optional[torch.Tensor]:
+    """Per-sample factors from ``DATASETS.TRAIN_REPEAT``, or ``None`` when all are 1."""
+    names = list(cfg.DATASETS.TRAIN)
+    factors = dataset_repeat_factors(names, cfg.DATASETS.TRAIN_REPEAT)
+    if all(f == 1.0 for f in factors):
+        return None
+    # The catalog caches each data set, so asking for the sizes again loads nothing.
+    sizes = [len(DatasetCatalog.get(name)) for name in names]
+    if sum(sizes) != len(dataset):
+        raise ConfigError(
+            f"DATASETS.TRAIN_REPEAT needs the training set to be the concatenation of "
+            f"DATASETS.TRAIN {tuple(names)} ({sum(sizes)} samples), but the data set given has "
+            f"{len(dataset)}; pass your own sampler instead"
+        )
+    return per_sample_factors(sizes, factors)
+
+
 def build_training_sampler(
     cfg: CfgNode, dataset: DatasetLike, batch_size_per_rank: int
 ) -> ResumableSampler:
     """Build the sampler named by ``DATALOADER.SAMPLER_TRAIN`` for ``dataset``.
+
+    ``DATASETS.TRAIN_REPEAT`` (one factor per data set of ``DATASETS.TRAIN``) multiplies each
+    sample's repeat factor; with ``TrainingSampler`` and a factor other than 1 the sampler
+    becomes a :class:`RepeatFactorTrainingSampler`, so a data set with factor 3 really
+    appears three times per epoch. ``"ClassBalancedSampler"`` is another name of
+    ``"RepeatFactorTrainingSampler"``: factor = data set factor x
+    ``max(1, sqrt(REPEAT_THRESHOLD / frequency of the sample's label))``.
 
     The seed is ``cfg.SEED`` (a seed shared by all ranks when negative).
 
     Raises:
         UnknownNameError: the sampler name is not one of :data:`TRAIN_SAMPLERS`.
         ConfigError: the identity sampler's batch is not a multiple of
-            ``DATALOADER.NUM_INSTANCE``.
+            ``DATALOADER.NUM_INSTANCE``; ``DATASETS.TRAIN_REPEAT`` or
+            ``DATALOADER.REPEAT_THRESHOLD`` is invalid.
     """
     name = cfg.DATALOADER.SAMPLER_TRAIN
     seed = cfg.SEED if cfg.SEED >= 0 else None
-    if name == "TrainingSampler":
-        return TrainingSampler(len(dataset), seed=seed)
-    if name == "RepeatFactorTrainingSampler":
-        factors = RepeatFactorTrainingSampler.repeat_factors_from_labels(
-            _records(dataset), cfg.DATALOADER.REPEAT_THRESHOLD
+    if name not in TRAIN_SAMPLERS:
+        close = difflib.get_close_matches(name, TRAIN_SAMPLERS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(
+            f"DATALOADER.SAMPLER_TRAIN {name!r} is unknown.{hint} Expected one of "
+            f"{', '.join(TRAIN_SAMPLERS)}"
         )
-        return RepeatFactorTrainingSampler(factors, seed=seed)
-    if name == "IdentitySampler":
-        k = cfg.DATALOADER.NUM_INSTANCE
-        if k <= 0 or batch_size_per_rank % k:
-            raise ConfigError(
-                f"DATALOADER.SAMPLER_TRAIN 'IdentitySampler' needs the per-process batch "
-                f"(SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} / {comm.get_world_size()} "
-                f"processes = {batch_size_per_rank}) to be a multiple of DATALOADER.NUM_INSTANCE "
-                f"({k})"
-            )
-        labels = [d["label"] for d in _records(dataset)]
-        return IdentitySampler(labels, batch_size_per_rank, k, seed=seed)
-    close = difflib.get_close_matches(name, TRAIN_SAMPLERS, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise UnknownNameError(
-        f"DATALOADER.SAMPLER_TRAIN {name!r} is unknown.{hint} Expected one of "
-        f"{', '.join(TRAIN_SAMPLERS)}"
-    )
+    dataset_factors = _dataset_factors(cfg, dataset)
+    if name == "TrainingSampler":
+        if dataset_factors is None:
+            return TrainingSampler(len(dataset), seed=seed)
+        logger.info(
+            "DATASETS.TRAIN_REPEAT %s: sampling with RepeatFactorTrainingSampler instead of "
+            "TrainingSampler; one epoch is about %.0f samples instead of %d.",
+            tuple(cfg.DATASETS.TRAIN_REPEAT),
+            float(dataset_factors.sum()),
+            len(dataset),
+        )
+        return RepeatFactorTrainingSampler(dataset_factors, seed=seed)
+    if name in CLASS_BALANCED_SAMPLERS:
+        factors = class_balanced_factors(_records(dataset), cfg.DATALOADER.REPEAT_THRESHOLD)
+        logger.info(
+            "Class-balanced sampling (REPEAT_THRESHOLD %g): %d of %d samples repeated, largest "
+            "class factor %.2f.",
+            cfg.DATALOADER.REPEAT_THRESHOLD,
+            int((factors > 1).sum()),
+            len(factors),
+            float(factors.max()),
+        )
+        if dataset_factors is not None:
+            factors = factors * dataset_factors
+        sampler = RepeatFactorTrainingSampler(factors, seed=seed)
+        logger.info(
+            "One epoch is about %d samples (%d without repeats).", sampler.epoch_size, len(dataset)
+        )
+        return sampler
+    assert name == "IdentitySampler", name
+    if dataset_factors is not None:
+        raise ConfigError(
+            f"DATASETS.TRAIN_REPEAT {tuple(cfg.DATASETS.TRAIN_REPEAT)} cannot be combined with "
+            "DATALOADER.SAMPLER_TRAIN 'IdentitySampler' (it draws whole identities); use "
+            "DATASETS.TRAIN_REPEAT () or another sampler"
+        )
+    k = cfg.DATALOADER.NUM_INSTANCE
+    if k <= 0 or batch_size_per_rank % k:
+        raise ConfigError(
+            f"DATALOADER.SAMPLER_TRAIN 'IdentitySampler' needs the per-process batch "
+            f"(SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} / {comm.get_world_size()} "
+            f"processes = {batch_size_per_rank}) to be a multiple of DATALOADER.NUM_INSTANCE "
+            f"({k})"
+        )
+    labels = [d["label"] for d in _records(dataset)]
+    return IdentitySampler(labels, batch_size_per_rank, k, seed=seed)
 
 
 def _identity(x: Any) -> Any:
@@ -245,6 +314,38 @@ def get_training_sampler(loader: Any) -> Optional[ResumableSampler]:
     if isinstance(sampler, DrawSeedSampler):
         sampler = sampler.sampler
     return sampler if isinstance(sampler, ResumableSampler) else None
+
+
+def epoch_size(loader: Any) -> int:
+    """Return the number of samples in one epoch of a training loader (all ranks together).
+
+    For a loader from :func:`build_train_loader` with a resumable sampler this is
+    ``sampler.epoch_size``: the data set size for ``TrainingSampler``; with repeat factors
+    (``DATASETS.TRAIN_REPEAT``, class-balanced sampling) the *expected* number of samples
+    drawn per epoch, ``round(sum of the per-sample factors)``. For any other loader, the
+    length of its sampler, else of its data set. Iterations per epoch are
+    ``epoch_size(loader) / SOLVER.IMS_PER_BATCH``.
+
+    Args:
+        loader (DataLoader or ResumableSampler): the training loader, or its sampler.
+
+    Returns:
+        int: samples per epoch, at least 1.
+
+    Raises:
+        TypeError: ``loader`` has neither a sized sampler nor a sized data set.
+    """
+    if isinstance(loader, ResumableSampler):
+        return loader.epoch_size
+    sampler = get_training_sampler(loader)
+    if sampler is not None:
+        return sampler.epoch_size
+    for attribute in ("sampler", "dataset"):
+        try:
+            return max(1, len(getattr(loader, attribute)))
+        except (AttributeError, TypeError):
+            continue
+    raise TypeError(f"Cannot tell the epoch size of {type(loader).__name__}: it has no length")
 
 
 def _test_loader_from_config(

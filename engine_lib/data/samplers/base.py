@@ -130,6 +130,16 @@ class ResumableSampler(Sampler[int]):
         """Return ``len(self.epoch_indices(epoch))``; override when it is cheaper to know."""
         return len(self.epoch_indices(epoch))
 
+    @property
+    def epoch_size(self) -> int:
+        """int: the number of samples in one epoch of the global stream (all ranks together).
+
+        An iteration of a global batch ``B`` takes ``B`` samples of the global stream, so one
+        epoch is ``epoch_size / B`` iterations. Epochs may differ in length (repeat-factor
+        sampling); then this is the expected length, rounded. Default: epoch 0's length.
+        """
+        return self.epoch_length(0)
+
     def _locate(self, global_position: int) -> Tuple[int, int]:
         """Return ``(epoch, offset in that epoch)`` of a position of the global stream."""
         # Epochs may differ in length (repeat-factor sampling), so walk them; their starts

@@ -86,6 +86,11 @@ class RepeatFactorTrainingSampler(ResumableSampler):
             indices = indices[torch.randperm(len(indices), generator=generator)]
         return indices.tolist()
 
+    @property
+    def epoch_size(self) -> int:
+        """int: the expected number of samples per epoch, ``round(sum(repeat_factors))``."""
+        return max(1, round(float((self._integer + self._fraction).sum())))
+
     def epoch_length(self, epoch: int) -> int:
         """Return the number of samples in ``epoch`` without building its order."""
         generator = torch.Generator().manual_seed(self.epoch_seed(epoch))
