@@ -7,6 +7,10 @@ Examples:
     python tools/train_net.py --config-file configs/Digits/cnn.yaml --resume
     python tools/train_net.py --config-file configs/Digits/cnn.yaml --eval-only \
         MODEL.WEIGHTS output/digits_cnn/model_final.pth
+    python tools/train_net.py --config-file configs/Digits/cnn.yaml --deterministic SEED -1 \
+        --work-dir runs/digits --cfg-options SOLVER.BASE_LR=0.05
+    mpirun -np 2 python tools/train_net.py --launcher mpi --dist-url tcp://127.0.0.1:29500 \
+        --config-file configs/Digits/cnn.yaml
 """
 
 import argparse

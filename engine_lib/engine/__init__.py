@@ -8,6 +8,7 @@ from .environment import commit_output_dir, default_setup, default_writers
 from .hooks.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from .launch import launch
 from .predictor import DefaultPredictor
+from .reproducibility import apply_determinism, resolve_seed
 from .script import check_dataset_names, launch_from_args, train_or_evaluate
 from .train_loop import AMPTrainer, GradClip, HookBase, SimpleTrainer, TrainerBase
 from .trainer import DefaultTrainer
@@ -22,6 +23,7 @@ __all__ = [
     "SimpleTrainer",
     "TrainerBase",
     "TrainingPreempted",
+    "apply_determinism",
     "commit_output_dir",
     "create_ddp_model",
     "default_argument_parser",
@@ -30,6 +32,7 @@ __all__ = [
     "hooks",
     "launch",
     "launch_from_args",
+    "resolve_seed",
     "run_cli",
     "train_or_evaluate",
     "check_dataset_names",

@@ -1,15 +1,28 @@
-"""``default_argument_parser``: the command line shared by the training and evaluation tools."""
+"""``default_argument_parser``: the command line shared by the training and evaluation tools.
+
+Besides detectron2's flags it accepts mmdetection's habits: ``--launcher``, ``--local-rank``,
+``--work-dir`` and ``--cfg-options KEY=VALUE``. Flags that stand for config keys
+(``--work-dir``, ``--cfg-options``, ``--deterministic``) are folded into ``args.opts`` while
+parsing, so every script that merges ``args.opts`` into its config honours them.
+"""
 
 import argparse
+import ast
 import os
 import re
 import sys
-from typing import List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
+from engine_lib.engine.dist_env import LAUNCHERS
 from engine_lib.utils.errors import ConfigError
 
-__all__ = ["default_argument_parser", "validate_launch_args", "default_dist_url"]
+__all__ = [
+    "default_argument_parser",
+    "validate_launch_args",
+    "fold_config_flags",
+    "default_dist_url",
+]
 
 # A config key such as SOLVER.BASE_LR: upper-case names joined by dots.
 # An upper-case dotted name such as SOLVER.BASE_LR or OUTPUT_DIR: a config key, not a path.
@@ -52,7 +65,15 @@ Run on two machines (the same --dist-url, the address of machine 0, on both):
     (machine 0)$ {prog} --machine-rank 0 --num-machines 2 --dist-url tcp://10.0.0.1:29500 ...
     (machine 1)$ {prog} --machine-rank 1 --num-machines 2 --dist-url tcp://10.0.0.1:29500 ...
 
-Under torchrun or srun, the flags above are read from the environment instead.
+Under torchrun or srun, the flags above are read from the environment instead:
+    $ torchrun --nproc-per-node 8 {prog} --config-file cfg.yaml
+
+Under Open MPI (rank 0's address in MASTER_ADDR/MASTER_PORT or --dist-url):
+    $ mpirun -np 8 {prog} --launcher mpi --dist-url tcp://10.0.0.1:29500 --config-file cfg.yaml
+
+mmdetection-style flags: output directory, KEY=VALUE overrides, repeatable run:
+    $ {prog} --config-file cfg.yaml --work-dir runs/a --cfg-options SOLVER.BASE_LR=0.01 SEED=7
+    $ {prog} --config-file cfg.yaml --deterministic SEED 42
 """
 
 
@@ -65,6 +86,7 @@ class _ValidatingParser(argparse.ArgumentParser):
         parsed, extras = super().parse_known_args(args, namespace)
         try:
             validate_launch_args(parsed)
+            fold_config_flags(parsed)
         except ConfigError as e:
             self.error(str(e))
         return parsed, extras
@@ -85,7 +107,14 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     Flags: ``--config-file FILE``; ``--resume [PATH]``; ``--eval-only``; ``--num-gpus N``
     (default 1); ``--num-machines N`` (default 1); ``--machine-rank R`` (default 0);
     ``--dist-url URL`` (default :func:`default_dist_url`; ``auto`` picks a free port, one
-    machine only); then ``opts``: config overrides as ``KEY VALUE`` pairs.
+    machine only); ``--launcher {none,pytorch,slurm,mpi}`` (default: detect torchrun and
+    srun); ``--local-rank N`` / ``--local_rank N`` (passed by ``torch.distributed.launch``);
+    ``--work-dir DIR`` (``OUTPUT_DIR``); ``--deterministic`` (``DETERMINISTIC True``);
+    ``--cfg-options KEY=VALUE ...``; then ``opts``: config overrides as ``KEY VALUE`` pairs.
+
+    ``--work-dir``, ``--deterministic`` and ``--cfg-options`` end up in ``args.opts`` (see
+    :func:`fold_config_flags`); ``--cfg-options`` takes every ``KEY=VALUE`` word up to the
+    next flag, so trailing ``KEY VALUE`` pairs go before it, or after a ``--``.
 
     ``args.resume`` is ``False`` without the flag, ``True`` for ``--resume`` alone (continue
     from the checkpoint named in ``OUTPUT_DIR/last_checkpoint``) and a ``str`` for
@@ -130,6 +159,41 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         "port on a single machine. Default: localhost, on a port derived from your user id.",
     )
     parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default=None,
+        help="who started the processes, instead of detecting torchrun/srun from the "
+        "environment: none (ignore launcher variables, spawn --num-gpus processes), pytorch "
+        "(torchrun), slurm (srun), mpi (Open MPI's mpirun)",
+    )
+    parser.add_argument(
+        "--local-rank",
+        "--local_rank",
+        dest="local_rank",
+        type=int,
+        default=None,
+        help="local rank of this process, as passed by torch.distributed.launch",
+    )
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        metavar="DIR",
+        help="directory of logs, checkpoints and config.yaml: the same as OUTPUT_DIR DIR",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic cuDNN/cuBLAS/torch kernels: the same as DETERMINISTIC True",
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides in mmdetection's syntax, e.g. SOLVER.BASE_LR=0.02 "
+        "MODEL.DEVICE=cpu; values are read like the trailing KEY VALUE pairs",
+    )
+    parser.add_argument(
         "opts",
         default=[],
         nargs=argparse.REMAINDER,
@@ -167,7 +231,95 @@ def validate_launch_args(args: argparse.Namespace) -> None:
             f"{args.num_machines}: expected 0 to {args.num_machines - 1}."
         )
     _validate_dist_url(args.dist_url, args.num_machines)
+    local_rank = getattr(args, "local_rank", None)
+    if local_rank is not None and local_rank < 0:
+        raise ConfigError(f"--local-rank must be at least 0, got {local_rank}.")
+    _split_cfg_options_from_opts(args)
     _validate_opts(args.opts)
+    _cfg_option_pairs(getattr(args, "cfg_options", []))
+
+
+def fold_config_flags(args: argparse.Namespace) -> None:
+    """Turn the flags that stand for config keys into ``KEY VALUE`` pairs of ``args.opts``.
+
+    ``--work-dir DIR`` becomes ``OUTPUT_DIR DIR``, ``--deterministic`` ``DETERMINISTIC True``
+    and each ``--cfg-options KEY=VALUE`` ``KEY VALUE``; they go before the trailing pairs,
+    which are merged last. Calling it again adds nothing.
+
+    Args:
+        args (argparse.Namespace): a command line checked by :func:`validate_launch_args`.
+
+    Raises:
+        ConfigError: a key is given different values by two of these forms (e.g.
+            ``--work-dir a`` and ``OUTPUT_DIR b``), or a ``--cfg-options`` item is not
+            ``KEY=VALUE``.
+    """
+    pairs: List[Tuple[str, str, str]] = []  # (key, value, where it came from)
+    if getattr(args, "work_dir", None):
+        pairs.append(("OUTPUT_DIR", args.work_dir, f"--work-dir {args.work_dir}"))
+    if getattr(args, "deterministic", False):
+        pairs.append(("DETERMINISTIC", "True", "--deterministic"))
+    for key, value in _cfg_option_pairs(getattr(args, "cfg_options", [])):
+        pairs.append((key, value, f"--cfg-options {key}={value}"))
+    given = {}  # key -> (value, where): what opts and earlier flags say
+    for key, value in zip(args.opts[0::2], args.opts[1::2]):
+        given[key] = (value, f"{key} {value}")
+    folded: List[str] = []
+    for key, value, where in pairs:
+        if key in given:
+            if not _same_value(key, given[key][0], value):
+                raise ConfigError(
+                    f"{where} contradicts {given[key][1]}: give {key} one value, in one form."
+                )
+            continue  # already in opts: folding twice adds nothing
+        given[key] = (value, where)
+        folded += [key, value]
+    args.opts = folded + list(args.opts)
+
+
+def _same_value(key: str, a: str, b: str) -> bool:
+    if key == "OUTPUT_DIR":
+        return os.path.normpath(a) == os.path.normpath(b)
+    return _literal(a) == _literal(b)
+
+
+def _literal(value: str) -> Any:
+    # As yacs reads override values: a Python literal where it is one, else the string.
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _split_cfg_options_from_opts(args: argparse.Namespace) -> None:
+    """Recover ``--cfg-options`` written after trailing pairs, and pairs after ``-- ``.
+
+    argparse hands everything from the first ``KEY`` on to ``opts``, so in
+    ``SOLVER.BASE_LR 0.1 --cfg-options A=1`` the flag and its items sit in ``opts``; and in
+    ``--cfg-options A=1 -- KEY VALUE`` the ``--`` that ends the items leads ``opts``.
+    """
+    opts = list(args.opts)
+    if opts[:1] == ["--"]:
+        opts = opts[1:]
+    if "--cfg-options" in opts[0::2]:
+        at = 2 * opts[0::2].index("--cfg-options")
+        args.cfg_options = [*getattr(args, "cfg_options", []), *opts[at + 1 :]]
+        opts = opts[:at]
+    args.opts = opts
+
+
+def _cfg_option_pairs(items: Sequence[str]) -> List[Tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"--cfg-options item {item!r} is not KEY=VALUE (e.g. SOLVER.BASE_LR=0.01). "
+                "To give KEY VALUE pairs after --cfg-options, separate them with --: "
+                "--cfg-options A=1 -- KEY VALUE."
+            )
+        pairs.append((key, value))
+    return pairs
 
 
 def _validate_dist_url(url: str, num_machines: int) -> None:

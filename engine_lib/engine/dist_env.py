@@ -1,7 +1,9 @@
-"""Recognise a job whose processes were started by torchrun or by SLURM's ``srun``.
+"""Recognise a job whose processes were started by torchrun, SLURM's ``srun`` or ``mpirun``.
 
 Such a launcher starts every process itself, so :func:`~engine_lib.engine.launch.launch`
 must not spawn more: it only reads where this process sits in the job from the environment.
+torchrun and srun are recognised by their variables; Open MPI's only when asked for
+(``--launcher mpi``), and ``--launcher`` can force or forbid any of them.
 :func:`detect_dist_env` is a pure function of an environment mapping so that each rule can be
 unit-tested with a fake ``dict``.
 """
@@ -11,11 +13,13 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlparse
 
 from engine_lib.utils.errors import ConfigError
 
 __all__ = [
+    "LAUNCHERS",
     "DistEnv",
     "detect_dist_env",
     "parse_slurm_nodelist",
@@ -27,6 +31,18 @@ logger = logging.getLogger(__name__)
 
 # Variables torchrun (torch.distributed.run) sets in every worker; RANK + WORLD_SIZE mark one.
 _TORCHRUN_REQUIRED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+#: The values of ``--launcher``: ``none`` ignores launcher variables, the others require them.
+LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
+
+# Variables Open MPI's mpirun sets in every process it starts.
+_MPI_REQUIRED = (
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
+)
+_LOCAL_HOSTS = ("localhost", "::1", "0.0.0.0")
 
 # Ports derived from a SLURM job id fall in [_SLURM_PORT_BASE, _SLURM_PORT_BASE + _SLURM_PORT_SPAN):
 # below Linux's ephemeral range (32768+), so an outgoing connection cannot already hold them.
@@ -42,7 +58,7 @@ class DistEnv:
     ``[m * local_world_size, (m + 1) * local_world_size)``.
 
     Attributes:
-        launcher (str): ``"torchrun"`` or ``"slurm"``.
+        launcher (str): ``"torchrun"``, ``"slurm"`` or ``"mpi"``.
         rank (int): global rank of this process.
         world_size (int): number of processes in the job.
         local_rank (int): rank among the processes of this machine (its GPU index).
@@ -75,7 +91,8 @@ class DistEnv:
 
         ``env://`` under torchrun: its agent may already host the store at ``MASTER_PORT``
         (``TORCHELASTIC_USE_AGENT_STORE``), which torch's ``env://`` joins instead of
-        binding the port a second time. ``tcp://MASTER_ADDR:MASTER_PORT`` under SLURM.
+        binding the port a second time. ``tcp://MASTER_ADDR:MASTER_PORT`` under SLURM and
+        Open MPI.
         """
         if self.launcher == "torchrun":
             return "env://"
@@ -83,10 +100,22 @@ class DistEnv:
         return f"tcp://{host}:{self.master_port}"
 
 
-def detect_dist_env(env: Mapping[str, str], num_gpus_per_machine: int = 1) -> Optional[DistEnv]:
-    """Read the job layout set by torchrun or srun from environment variables.
+def detect_dist_env(
+    env: Mapping[str, str],
+    num_gpus_per_machine: int = 1,
+    launcher: Optional[str] = None,
+    local_rank: Optional[int] = None,
+    dist_url: Optional[str] = None,
+) -> Optional[DistEnv]:
+    """Read the job layout set by torchrun, srun or mpirun from environment variables.
 
-    Rules, in order:
+    ``launcher`` (``--launcher``) overrides the rules below: ``"none"`` ignores every
+    launcher variable (None: spawn), ``"pytorch"`` applies rule 1 and ``"slurm"`` rule 2,
+    failing when their variables are missing, and ``"mpi"`` reads Open MPI's
+    ``OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK,LOCAL_SIZE}`` and takes the rendezvous from
+    ``MASTER_ADDR`` and ``MASTER_PORT`` or, without them, from ``dist_url``.
+
+    Without ``launcher``, the rules, in order:
 
     1. ``RANK`` and ``WORLD_SIZE`` set: a torchrun job (or the same variables set by hand).
        ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` are then required;
@@ -99,25 +128,93 @@ def detect_dist_env(env: Mapping[str, str], num_gpus_per_machine: int = 1) -> Op
        port is ``MASTER_PORT`` or one derived from ``SLURM_JOB_ID``.
     3. Otherwise None: :func:`launch` spawns the processes itself.
 
+    ``local_rank`` (``--local-rank``, passed by the legacy ``torch.distributed.launch``)
+    stands in for a missing ``LOCAL_RANK`` and must agree with the launcher's local rank.
+
     Args:
         env (Mapping[str, str]): the environment, usually ``os.environ``.
         num_gpus_per_machine (int): what the user asked ``launch`` for. Default: 1.
+        launcher (str, optional): one of :data:`LAUNCHERS`; None: detect. Default: None.
+        local_rank (int, optional): the local rank given on the command line. Default: None.
+        dist_url (str, optional): ``tcp://HOST:PORT`` of rank 0, for ``"mpi"`` without
+            ``MASTER_ADDR``. Default: None.
 
     Returns:
         DistEnv or None: the layout, or None when no external launcher started this process.
 
     Raises:
         ConfigError: a launcher's variables are incomplete, not integers or inconsistent
-            (the message names the variable).
+            (the message names the variable), the forced launcher's variables are missing,
+            or ``local_rank`` contradicts the environment.
     """
-    if "RANK" in env and "WORLD_SIZE" in env:
+    if launcher is not None and launcher not in LAUNCHERS:
+        raise ConfigError(f"Unknown launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}.")
+    if local_rank is not None:
+        if launcher == "none":
+            raise ConfigError(
+                f"--local-rank {local_rank} is set by an external launcher, but --launcher none "
+                "ignores launchers: drop one of them."
+            )
+        env = {**env, "LOCAL_RANK": env.get("LOCAL_RANK") or str(local_rank)}
+    dist_env = _detect(env, num_gpus_per_machine, launcher, dist_url)
+    if local_rank is not None:
+        if dist_env is None:
+            raise ConfigError(
+                f"--local-rank {local_rank} is given, but no launcher started this process "
+                "(no RANK and WORLD_SIZE, as set by torch.distributed.launch or torchrun)."
+            )
+        if dist_env.local_rank != local_rank:
+            raise ConfigError(
+                f"--local-rank {local_rank} contradicts the {dist_env.launcher} environment, "
+                f"where this process has local rank {dist_env.local_rank}."
+            )
+    return dist_env
+
+
+def _detect(
+    env: Mapping[str, str],
+    num_gpus_per_machine: int,
+    launcher: Optional[str],
+    dist_url: Optional[str],
+) -> Optional[DistEnv]:
+    if launcher == "none":
+        return None
+    if launcher == "mpi":
+        return _mpi_env(env, dist_url)
+    if launcher == "pytorch":
+        _require(env, (_TORCHRUN_REQUIRED,), "pytorch", "torchrun")
+    if launcher == "pytorch" or (launcher is None and "RANK" in env and "WORLD_SIZE" in env):
         return _torchrun_env(env)
-    if "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env):
+    if launcher == "slurm":
+        _require(
+            env,
+            (("SLURM_PROCID", "SLURM_LOCALID"), ("SLURM_STEP_ID", "SLURM_STEPID")),
+            "slurm",
+            "srun (in a batch script, start the training with srun)",
+        )
+    if launcher == "slurm" or (
+        "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env)
+    ):
         dist_env = _slurm_env(env)
         if dist_env.local_world_size == 1 and num_gpus_per_machine > 1:
             return None
         return dist_env
     return None
+
+
+def _require(
+    env: Mapping[str, str], groups: Sequence[Sequence[str]], launcher: str, started_by: str
+) -> None:
+    """Fail naming what is missing. ``groups[0]``: all required; later groups: one of each."""
+    missing = [name for name in groups[0] if not env.get(name)]
+    for alternatives in groups[1:]:
+        if not any(env.get(name) for name in alternatives):
+            missing.append(" or ".join(alternatives))
+    if missing:
+        raise ConfigError(
+            f"--launcher {launcher} needs the environment variables set by {started_by}, "
+            f"but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set."
+        )
 
 
 def _int_var(env: Mapping[str, str], name: str) -> int:
@@ -161,6 +258,50 @@ def _torchrun_env(env: Mapping[str, str]) -> DistEnv:
         ),
         hint="LOCAL_WORLD_SIZE",
     )
+
+
+def _mpi_env(env: Mapping[str, str], dist_url: Optional[str]) -> DistEnv:
+    _require(env, (_MPI_REQUIRED,), "mpi", "Open MPI's mpirun")
+    world_size = _int_var(env, "OMPI_COMM_WORLD_SIZE")
+    local_world_size = _int_var(env, "OMPI_COMM_WORLD_LOCAL_SIZE")
+    if env.get("MASTER_ADDR") or env.get("MASTER_PORT"):
+        _require(env, (("MASTER_ADDR", "MASTER_PORT"),), "mpi", "you (mpirun -x NAME=VALUE)")
+        master_addr, master_port = env["MASTER_ADDR"], _int_var(env, "MASTER_PORT")
+    else:
+        master_addr, master_port = _mpi_rendezvous_from_url(dist_url, world_size > local_world_size)
+    return _checked(
+        DistEnv(
+            launcher="mpi",
+            rank=_int_var(env, "OMPI_COMM_WORLD_RANK"),
+            world_size=world_size,
+            local_rank=_int_var(env, "OMPI_COMM_WORLD_LOCAL_RANK"),
+            local_world_size=local_world_size,
+            master_addr=master_addr,
+            master_port=master_port,
+        ),
+        hint="mpirun --map-by ppr:N:node",
+    )
+
+
+def _mpi_rendezvous_from_url(dist_url: Optional[str], several_machines: bool) -> Tuple[str, int]:
+    expected = (
+        "--launcher mpi needs the address of rank 0: set MASTER_ADDR and MASTER_PORT "
+        "(mpirun -x MASTER_ADDR=HOST -x MASTER_PORT=PORT) or pass --dist-url tcp://HOST:PORT"
+    )
+    parsed = urlparse(dist_url or "")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "tcp" or not parsed.hostname or port is None:
+        raise ConfigError(f"{expected}; got --dist-url {dist_url!r}.")
+    host = parsed.hostname
+    if several_machines and (host in _LOCAL_HOSTS or host.startswith("127.")):
+        raise ConfigError(
+            f"{expected}, reachable from every machine; --dist-url {dist_url} points to the "
+            "local machine, but the mpirun job spans several machines."
+        )
+    return host, port
 
 
 def _slurm_env(env: Mapping[str, str]) -> DistEnv:

@@ -14,8 +14,6 @@ import os
 import sys
 from typing import Iterator, List, Optional, Sequence
 
-import torch
-
 from engine_lib.config import CfgNode
 from engine_lib.utils import comm
 from engine_lib.utils.collect_env import collect_env_info
@@ -29,6 +27,8 @@ from engine_lib.utils.events import (
 )
 from engine_lib.utils.file_io import atomic_write
 from engine_lib.utils.logger import setup_logger
+
+from .reproducibility import apply_determinism, resolve_seed
 
 __all__ = ["default_setup", "commit_output_dir", "default_writers", "OutputDirError"]
 
@@ -77,13 +77,18 @@ def default_setup(
     *,
     defer_writes: bool = False,
     extra_loggers: Sequence[str] = (),
-) -> None:
+) -> CfgNode:
     """Prepare a training or evaluation process from a frozen config.
 
     Creates ``cfg.OUTPUT_DIR``, sets up the loggers (``log.txt`` on rank 0, ``log.txt.rankN``
     elsewhere), logs the environment, the command line and the merged config, dumps it to
     ``OUTPUT_DIR/config.yaml`` (main process, atomically), seeds every RNG with
-    ``cfg.SEED + rank`` (a random, logged seed when ``cfg.SEED < 0``) and sets cuDNN benchmark.
+    ``cfg.SEED + rank`` and sets cuDNN benchmark, or deterministic mode with
+    ``cfg.DETERMINISTIC`` (:func:`~engine_lib.engine.reproducibility.apply_determinism`).
+
+    ``cfg.SEED < 0`` draws one seed for the whole job (rank 0's, logged with how to repeat
+    the run); the returned config holds it, and so does the dumped ``config.yaml``: use the
+    returned config from then on (the trainer's samplers read ``SEED`` too).
 
     Args:
         cfg (CfgNode): the full config.
@@ -93,6 +98,9 @@ def default_setup(
             called once the inputs are known to be good. Default: False.
         extra_loggers (Sequence[str]): names of a project's loggers, set up like the engine's
             (console on rank 0, ``log.txt``).
+
+    Returns:
+        CfgNode: ``cfg``, or a frozen copy of it with the drawn ``SEED`` when ``SEED < 0``.
 
     Raises:
         OutputDirError: ``OUTPUT_DIR`` cannot be created or written (not when deferred).
@@ -117,13 +125,15 @@ def default_setup(
         if config_file:
             with open(config_file) as f:
                 logger.info("Contents of config file %s:\n%s", config_file, f.read())
+    cfg = resolve_seed(cfg)
     logger.info("Running with full config:\n%s", cfg.dump())
     if not defer_writes:
         _dump_config(cfg)
 
-    seed = seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
+    seed = seed_all_rng(cfg.SEED + rank)
     logger.info("Seed of this process: %d", seed)
-    torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+    apply_determinism(cfg)
+    return cfg
 
 
 def commit_output_dir(cfg: CfgNode) -> None:
@@ -134,7 +144,7 @@ def commit_output_dir(cfg: CfgNode) -> None:
     (it synchronizes them) after everything that can fail on user input has been built.
 
     Args:
-        cfg (CfgNode): the config given to :func:`default_setup`.
+        cfg (CfgNode): the config :func:`default_setup` returned (its ``SEED`` is resolved).
 
     Raises:
         OutputDirError: ``OUTPUT_DIR`` cannot be created or written.

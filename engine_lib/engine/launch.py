@@ -4,8 +4,9 @@ Three ways to start a job end up in the same place, a process group with a local
 machine (``comm.get_local_rank/size`` work) around a call of ``main_func(*args)``:
 
 - ``python train_net.py --num-gpus N``: ``launch`` spawns N processes on this machine.
-- ``torchrun ...`` or ``srun ...``: the launcher started every process; ``launch`` reads the
-  layout from the environment (:mod:`engine_lib.engine.dist_env`) and spawns nothing.
+- ``torchrun ...``, ``srun ...`` or ``mpirun ...`` (with ``--launcher mpi``): the launcher
+  started every process; ``launch`` reads the layout from the environment
+  (:mod:`engine_lib.engine.dist_env`) and spawns nothing.
 - one process in all: ``main_func(*args)`` runs right here, without a process group.
 
 See ``docs/distributed.md`` for command lines.
@@ -48,6 +49,9 @@ _SHUTDOWN_GRACE_S = 3.0
 # scheduler may signal only the process it started, and the workers must see it to save a
 # checkpoint (SOLVER.PREEMPT_SIGNALS; a worker without a handler for one dies of it).
 _FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+# What torchrun sets for its workers and launch(launcher="none") removes.
+_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK")
 
 
 class WorkerFailedError(RuntimeError):
@@ -99,12 +103,16 @@ def launch(
     args: Tuple[Any, ...] = (),
     timeout: timedelta = DEFAULT_TIMEOUT,
     backend: Optional[str] = None,
+    launcher: Optional[str] = None,
+    local_rank: Optional[int] = None,
 ) -> None:
     """Run ``main_func(*args)`` on every process of a job, one process per GPU (or CPU worker).
 
-    - Started by torchrun or ``srun`` (see :func:`~engine_lib.engine.dist_env.detect_dist_env`):
-      no process is spawned; this process joins the job described by the environment, and
-      ``num_gpus_per_machine``, ``num_machines``, ``machine_rank`` and ``dist_url`` are ignored.
+    - Started by torchrun, ``srun`` or (with ``launcher="mpi"``) ``mpirun``, see
+      :func:`~engine_lib.engine.dist_env.detect_dist_env`: no process is spawned; this
+      process joins the job described by the environment, and ``num_gpus_per_machine``,
+      ``num_machines`` and ``machine_rank`` are ignored (``dist_url`` too, except as the
+      rendezvous of an mpirun job without ``MASTER_ADDR``).
     - World size 1: ``main_func(*args)`` is called in this process, without a process group.
     - One process per machine: it runs in this process (nothing to spawn).
     - Otherwise ``num_gpus_per_machine`` processes are spawned. If one of them fails, the
@@ -134,6 +142,12 @@ def launch(
             machine with GPUs must pass ``"gloo"`` (``tools/train_net.py`` does so when
             ``MODEL.DEVICE`` is ``cpu``). Under torchrun/srun, None means NCCL if CUDA is
             available.
+        launcher (str, optional): ``--launcher``: ``"none"`` ignores the variables of
+            external launchers (and removes torchrun's from this process's environment),
+            ``"pytorch"``, ``"slurm"`` or ``"mpi"`` require theirs. None: detect torchrun and
+            srun. Default: None.
+        local_rank (int, optional): ``--local-rank`` of the legacy
+            ``torch.distributed.launch``: stands in for a missing ``LOCAL_RANK``. Default: None.
 
     Raises:
         ConfigError: inconsistent arguments (e.g. ``machine_rank >= num_machines``) or
@@ -145,7 +159,15 @@ def launch(
         >>> launch(main, args.num_gpus, num_machines=args.num_machines,
         ...        machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
     """
-    dist_env = detect_dist_env(os.environ, num_gpus_per_machine)
+    dist_env = detect_dist_env(
+        os.environ,
+        num_gpus_per_machine,
+        launcher=launcher,
+        local_rank=local_rank,
+        dist_url=dist_url,
+    )
+    if launcher == "none":
+        _forget_torchrun_variables()
     if dist_env is not None:
         _launch_from_env(main_func, args, dist_env, timeout, backend)
         return
@@ -188,6 +210,16 @@ def launch(
         _run_in_process_group(job, rank=machine_rank, local_rank=0)
     else:
         _spawn(job)
+
+
+def _forget_torchrun_variables() -> None:
+    # comm.get_local_rank() and torch's env:// read them: a job that ignores its launcher must
+    # not half-follow it, nor hand the variables down to the workers it spawns.
+    ignored = [name for name in _TORCHRUN_VARIABLES if name in os.environ]
+    for name in ignored:
+        del os.environ[name]
+    if ignored:
+        logger.info("--launcher none: ignoring %s.", ", ".join(ignored))
 
 
 def _check_layout(num_gpus_per_machine: int, num_machines: int, machine_rank: int) -> None:

@@ -8,6 +8,7 @@ process per worker — lives here once.
 
 import argparse
 import logging
+import os
 from typing import Any, Callable, Dict, Optional, Sequence, Type
 
 from engine_lib.checkpoint import Checkpointer
@@ -20,6 +21,7 @@ from engine_lib.utils.logger import create_small_table
 
 from .environment import commit_output_dir, default_setup
 from .launch import launch
+from .reproducibility import cuda_in_use, set_cublas_workspace_config
 from .trainer import DefaultTrainer
 
 __all__ = ["check_dataset_names", "launch_from_args", "train_or_evaluate"]
@@ -67,7 +69,8 @@ def train_or_evaluate(
     Returns:
         dict: the final evaluation results (empty on non-main processes).
     """
-    default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
+    # A negative SEED becomes the job's drawn seed here, before the data loaders read it.
+    cfg = default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
     if prepare is not None:
         prepare(cfg)
     check_dataset_names(cfg)
@@ -101,10 +104,14 @@ def launch_from_args(
 
     Args:
         main_func (callable): a module-level function (it is pickled for spawned workers).
-        args (argparse.Namespace): from ``default_argument_parser``.
+        args (argparse.Namespace): from ``default_argument_parser`` (``--launcher`` and
+            ``--local-rank`` included).
         cfg (CfgNode): the config, already validated in this process; a CPU model trains
-            on gloo.
+            on gloo. With ``DETERMINISTIC`` on CUDA, ``CUBLAS_WORKSPACE_CONFIG`` is set here,
+            before any worker is spawned or any cuBLAS call, so that every worker has it.
     """
+    if cfg.DETERMINISTIC and cuda_in_use(cfg):
+        set_cublas_workspace_config(os.environ)
     launch(
         main_func,
         args.num_gpus,
@@ -113,4 +120,6 @@ def launch_from_args(
         dist_url=args.dist_url,
         args=(args,),
         backend="gloo" if cfg.MODEL.DEVICE == "cpu" else None,
+        launcher=getattr(args, "launcher", None),
+        local_rank=getattr(args, "local_rank", None),
     )
