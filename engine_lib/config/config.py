@@ -22,6 +22,8 @@ from yacs.config import _VALID_TYPES
 
 from engine_lib.utils.errors import ConfigError, ConfigKeyError
 
+from .epochs import PERIOD_KEYS, UNSET_MAX_EPOCH, UNSET_MAX_ITER, parse_period
+
 __all__ = ["CfgNode", "COMMAND_LINE"]
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,12 @@ COMMAND_LINE = "the command line"
 
 # Maps a dotted key to the file (or COMMAND_LINE) that set it, for error messages.
 _Sources = Dict[str, str]
+
+# Alternative ways to give the length of training: a source (a file with its _BASE_ chain, or
+# the command line) that sets one of them to a positive value unsets the other, so a config
+# can switch from iterations to epochs without repeating the other key. Setting both in one
+# source is an error.
+_LENGTH_KEYS = (("MAX_ITER", UNSET_MAX_ITER), ("MAX_EPOCH", UNSET_MAX_EPOCH))
 
 
 class CfgNode(_FvcoreCfgNode):
@@ -92,8 +100,10 @@ class CfgNode(_FvcoreCfgNode):
             if not os.path.isabs(os.path.expanduser(base)):
                 base = os.path.join(os.path.dirname(path), base)
             base_content, base_sources = cls._load_with_sources(base, chain + (path,))
+            _drop_replaced_length(base_content, merged)
             _merge_dicts(base_content, merged)
             sources.update(base_sources)
+        _drop_replaced_length(content, merged)
         _merge_dicts(content, merged)
         sources.update({key: path for key in _dotted_keys(content)})
         return merged, sources
@@ -114,7 +124,7 @@ class CfgNode(_FvcoreCfgNode):
             raise ConfigError("engine_lib loads config files with yaml.safe_load only")
         loaded, sources = self._load_with_sources(cfg_filename, chain=())
         checked = self._check_and_coerce(loaded, prefix="", sources=sources)
-        self._checked_merge(type(self)(checked))
+        self._checked_merge(type(self)(checked), sources)
 
     def merge_from_list(self, cfg_list: Sequence[str]) -> None:
         """Merge ``KEY VALUE`` pairs, e.g. from the command line.
@@ -150,7 +160,7 @@ class CfgNode(_FvcoreCfgNode):
             node[parts[-1]] = value
             sources[key] = COMMAND_LINE
         checked = self._check_and_coerce(nested, prefix="", sources=sources)
-        self._checked_merge(type(self)(checked))
+        self._checked_merge(type(self)(checked), sources)
 
     def merge_from_other_cfg(self, cfg_other: CfgNode) -> None:  # type: ignore[override]
         """Merge another config node into this one, with the same checks as files.
@@ -160,16 +170,26 @@ class CfgNode(_FvcoreCfgNode):
         """
         sources = {key: "another config node" for key in _dotted_keys(cfg_other)}
         checked = self._check_and_coerce(_to_dict(cfg_other), prefix="", sources=sources)
-        self._checked_merge(type(self)(checked))
+        self._checked_merge(type(self)(checked), sources)
 
-    def _checked_merge(self, other: CfgNode) -> None:
+    def _checked_merge(self, other: CfgNode, sources: _Sources) -> None:
         if self.is_frozen():
             raise ConfigError(
                 "This config is frozen and cannot be changed; call cfg.defrost() first "
                 "(configs are frozen after setup so a run cannot change them midway)"
             )
-        # Everything has been validated and coerced above, so yacs' own checks pass.
+        _settle_length(other, self, sources)
+        # A period may switch between an int and an "Nep" string, which yacs' type check
+        # rejects; they are validated above, so they bypass it.
+        periods = {}
+        for key in PERIOD_KEYS:
+            group, leaf = key.split(".")
+            if leaf in other.get(group, {}) and leaf in self.get(group, {}):
+                periods[(group, leaf)] = other[group].pop(leaf)
+        # Everything else has been validated and coerced above, so yacs' own checks pass.
         _FvcoreCfgNode.merge_from_other_cfg(self, other)
+        for (group, leaf), value in periods.items():
+            self[group][leaf] = value
 
     # ------------------------------------------------------------------ validation
     def _check_and_coerce(
@@ -209,6 +229,10 @@ class CfgNode(_FvcoreCfgNode):
                 raise ConfigError(
                     f"Config key '{full_key}' ({source}) takes a value of type "
                     f"{type(current).__name__} (default {current!r}), not a group of keys"
+                )
+            elif full_key in PERIOD_KEYS:
+                result[key] = _coerce_period(
+                    self._decode_cfg_value(value), current, full_key, source
                 )
             else:
                 result[key] = _coerce(self._decode_cfg_value(value), current, full_key, source)
@@ -338,3 +362,64 @@ def _coerce(value: Any, current: Any, full_key: str, source: str) -> Any:
         f"Wrong type for config key '{full_key}' ({source}): expected {expected} "
         f"(default {current!r}), got {type(value).__name__} {value!r}"
     )
+
+
+def _coerce_period(value: Any, current: Any, full_key: str, source: str) -> Any:
+    """Check a value of one of ``PERIOD_KEYS``: iterations (int) or epochs (``"5ep"``)."""
+    if isinstance(current, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            return _coerce(value, current, full_key, source)
+        # Numeric entries are checked when the schedule is built, as before epochs existed.
+        entries = [v for v in value if isinstance(v, str)]
+        result: Any = type(current)(value)
+    else:
+        entries, result = [value], value
+    for entry in entries:
+        try:
+            parse_period(entry, full_key)
+        except ConfigError as e:
+            raise ConfigError(f"{e} ({source})") from e
+    return result
+
+
+def _is_positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _drop_replaced_length(content: Dict[str, Any], merged: Dict[str, Any]) -> None:
+    """Drop from ``merged`` the length key that ``content`` replaces by its alternative."""
+    new, old = content.get("SOLVER"), merged.get("SOLVER")
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return
+    (iter_key, _), (epoch_key, _) = _LENGTH_KEYS
+    for key, other in ((iter_key, epoch_key), (epoch_key, iter_key)):
+        if _is_positive(new.get(key)) and other not in new:
+            old.pop(other, None)
+
+
+def _settle_length(other: Dict[str, Any], current: Dict[str, Any], sources: _Sources) -> None:
+    """Unset the length key ``other`` replaces by its alternative; both in one source fail."""
+    new, old = other.get("SOLVER"), current.get("SOLVER")
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return
+    (iter_key, iter_unset), (epoch_key, epoch_unset) = _LENGTH_KEYS
+    if iter_key not in old or epoch_key not in old:
+        return
+    if _is_positive(new.get(iter_key)) and _is_positive(new.get(epoch_key)):
+        where = {_describe_source(sources, f"SOLVER.{k}") for k in (iter_key, epoch_key)}
+        raise ConfigError(
+            f"SOLVER.{iter_key}={new[iter_key]} and SOLVER.{epoch_key}={new[epoch_key]} are both "
+            f"set ({' and '.join(sorted(where))}); give the length of training in iterations "
+            f"or in epochs, not both"
+        )
+    for key, alt, unset in ((iter_key, epoch_key, epoch_unset), (epoch_key, iter_key, iter_unset)):
+        if _is_positive(new.get(key)) and alt not in new and _is_positive(old[alt]):
+            logger.info(
+                "SOLVER.%s=%s (%s) replaces SOLVER.%s=%s",
+                key,
+                new[key],
+                _describe_source(sources, f"SOLVER.{key}"),
+                alt,
+                old[alt],
+            )
+            new[alt] = unset

@@ -109,6 +109,22 @@ class HookBase:
         """Return True in :meth:`after_train` when every iteration ran (no exception)."""
         return self.trainer.iter >= self.trainer.max_iter
 
+    # Epoch helpers: "before_epoch" / "after_epoch" behaviour without new hook points. They
+    # derive the epoch from the iteration, so they stay right after a resume mid-epoch; they
+    # need ``trainer.iters_per_epoch`` (set by DefaultTrainer).
+    def current_epoch(self) -> int:
+        """Return the 0-based epoch of the current iteration."""
+        return self.trainer.iter // self.trainer.iters_per_epoch
+
+    def is_epoch_start(self) -> bool:
+        """Return True during the first iteration of an epoch (use in ``before_step``)."""
+        return self.trainer.iter % self.trainer.iters_per_epoch == 0
+
+    def is_epoch_end(self) -> bool:
+        """Return True during the last iteration of an epoch, or of training (a last partial
+        epoch also ends); use in ``after_step``."""
+        return (self.trainer.iter + 1) % self.trainer.iters_per_epoch == 0 or self.is_last_iter()
+
 
 def _is_stateful(hook: HookBase) -> bool:
     return type(hook).state_dict is not HookBase.state_dict

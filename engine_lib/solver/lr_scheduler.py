@@ -155,11 +155,15 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
     beyond ``MAX_ITER`` are dropped with a warning), ``WarmupCosineLR`` decays it along a
     half cosine to ``BASE_LR * BASE_LR_END``, ``WarmupConstantLR`` keeps it. Each starts
     with ``WARMUP_ITERS`` iterations of ``WARMUP_METHOD`` warmup from
-    ``BASE_LR * WARMUP_FACTOR``.
+    ``BASE_LR * WARMUP_FACTOR``. With ``DELAY_EPOCHS`` D > 0 (fastreid), the cosine holds
+    its start value until iteration ``D * ITERS_PER_EPOCH`` and decays over the rest; as in
+    fastreid the delay counts from iteration 0, so a shorter warmup is part of it.
 
     Args:
-        cfg (CfgNode): the config; reads ``SOLVER.LR_SCHEDULER_NAME, MAX_ITER, STEPS,
-            GAMMA, BASE_LR_END, WARMUP_FACTOR, WARMUP_ITERS, WARMUP_METHOD``.
+        cfg (CfgNode): the config, with periods in iterations
+            (:func:`engine_lib.config.epochs.resolve_epochs`); reads
+            ``SOLVER.LR_SCHEDULER_NAME, MAX_ITER, STEPS, GAMMA, BASE_LR_END, WARMUP_FACTOR,
+            WARMUP_ITERS, WARMUP_METHOD, DELAY_EPOCHS, ITERS_PER_EPOCH``.
         optimizer (torch.optim.Optimizer): the optimizer whose LRs are scheduled.
 
     Returns:
@@ -172,7 +176,20 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
     name = solver.LR_SCHEDULER_NAME
     max_iter = solver.MAX_ITER
     if max_iter <= 0:
-        raise ConfigError(f"SOLVER.MAX_ITER must be positive; got {max_iter}.")
+        raise ConfigError(
+            f"SOLVER.MAX_ITER must be positive; got {max_iter}. With SOLVER.MAX_EPOCH, resolve "
+            f"the config first (engine_lib.config.epochs.resolve_epochs; DefaultTrainer does)."
+        )
+    for key, values in (
+        ("SOLVER.WARMUP_ITERS", [solver.WARMUP_ITERS]),
+        ("SOLVER.STEPS", solver.STEPS),
+    ):
+        if any(isinstance(v, str) for v in values):
+            raise ConfigError(
+                f"{key}={tuple(values)!r} is in epochs; resolve the config to iterations first "
+                f"(engine_lib.config.epochs.resolve_epochs; DefaultTrainer does)."
+            )
+    delay = _delay_iters(solver)
     if name == "WarmupMultiStepLR":
         steps = _valid_steps(solver.STEPS, max_iter)
         sched: ParamScheduler = MultiStepParamScheduler(
@@ -182,6 +199,12 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
         )
     elif name == "WarmupCosineLR":
         sched = CosineParamScheduler(1.0, solver.BASE_LR_END)
+        if delay > 0:
+            sched = CompositeParamScheduler(
+                [ConstantParamScheduler(1.0), sched],
+                lengths=[delay / max_iter, 1.0 - delay / max_iter],
+                interval_scaling=["rescaled", "rescaled"],
+            )
     elif name == "WarmupConstantLR":
         sched = ConstantParamScheduler(1.0)
     else:
@@ -204,6 +227,30 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
             solver.WARMUP_METHOD,
         )
     return LRMultiplier(optimizer, multiplier=sched, max_iter=max_iter)
+
+
+def _delay_iters(solver: Any) -> int:
+    """``SOLVER.DELAY_EPOCHS`` in iterations, checked against the schedule and MAX_ITER."""
+    if solver.DELAY_EPOCHS <= 0:
+        return 0
+    if solver.LR_SCHEDULER_NAME != "WarmupCosineLR":
+        raise ConfigError(
+            f"SOLVER.DELAY_EPOCHS={solver.DELAY_EPOCHS} delays a cosine decay, but "
+            f"SOLVER.LR_SCHEDULER_NAME is {solver.LR_SCHEDULER_NAME!r}; use 'WarmupCosineLR' "
+            f"or set SOLVER.DELAY_EPOCHS 0."
+        )
+    if solver.ITERS_PER_EPOCH <= 0:
+        raise ConfigError(
+            f"SOLVER.DELAY_EPOCHS={solver.DELAY_EPOCHS} needs SOLVER.ITERS_PER_EPOCH, which is "
+            f"not known; resolve the config first (engine_lib.config.epochs.resolve_epochs)."
+        )
+    delay = solver.DELAY_EPOCHS * solver.ITERS_PER_EPOCH
+    if delay >= solver.MAX_ITER:
+        raise ConfigError(
+            f"SOLVER.DELAY_EPOCHS={solver.DELAY_EPOCHS} ({delay} iterations) leaves no room for "
+            f"the cosine decay in SOLVER.MAX_ITER={solver.MAX_ITER} iterations."
+        )
+    return delay
 
 
 def _valid_steps(steps: Any, max_iter: int) -> List[int]:

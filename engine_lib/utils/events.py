@@ -505,6 +505,11 @@ class CommonMetricPrinter(EventWriter):
         eta = self._eta(storage, histories)
         if eta is not None:
             parts.append(f"eta: {eta}")
+        # An optional attribute: DefaultTrainer.build_writers sets it when epochs are known.
+        per_epoch = getattr(self, "iters_per_epoch", 0)
+        if per_epoch > 0 and self._max_iter is not None:
+            epochs = -(-self._max_iter // per_epoch)  # the last epoch may be partial
+            parts.append(f"epoch: {iteration // per_epoch + 1}/{epochs}")
         parts.append(f"iter: {iteration}")
         losses = [
             f"{name}: {buffer.median(self._window_size):.4g}"
