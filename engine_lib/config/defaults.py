@@ -129,6 +129,9 @@ _C.DATASETS = CN()
 _C.DATASETS.TRAIN = ("digits_train",)
 # Names of the data sets to evaluate on.
 _C.DATASETS.TEST = ("digits_test",)
+# Repeat factor of each DATASETS.TRAIN data set, in the same order (() = 1.0 each): 3 = three
+# times per epoch, 0.5 = half its samples per epoch (fractions rounded at random per epoch).
+_C.DATASETS.TRAIN_REPEAT = ()
 
 # ---------------------------------------------------------------------------------------
 # Data loader
@@ -136,8 +139,8 @@ _C.DATASETS.TEST = ("digits_test",)
 _C.DATALOADER = CN()
 # Number of data-loading worker processes per training process (0 = load in the main process).
 _C.DATALOADER.NUM_WORKERS = 0
-# Sampler of the training set: "TrainingSampler", "RepeatFactorTrainingSampler" or
-# "IdentitySampler".
+# Sampler of the training set: "TrainingSampler", "RepeatFactorTrainingSampler" (alias
+# "ClassBalancedSampler": rare labels repeated, see REPEAT_THRESHOLD) or "IdentitySampler".
 _C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
 # Repeat threshold of RepeatFactorTrainingSampler (classes rarer than this are repeated).
 _C.DATALOADER.REPEAT_THRESHOLD = 0.0
@@ -173,7 +176,8 @@ _C.SOLVER.BIAS_LR_FACTOR = 1.0
 _C.SOLVER.LR_FACTORS = []
 # Schedule: "WarmupMultiStepLR", "WarmupCosineLR" or "WarmupConstantLR".
 _C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"
-# Iterations at which a multi-step schedule multiplies the LR by GAMMA.
+# Iterations at which a multi-step schedule multiplies the LR by GAMMA; each entry may be
+# given in epochs instead, e.g. ("30ep", "40ep") (see docs/epochs.md).
 _C.SOLVER.STEPS = (3000,)
 # Factor applied at each of SOLVER.STEPS.
 _C.SOLVER.GAMMA = 0.1
@@ -181,15 +185,25 @@ _C.SOLVER.GAMMA = 0.1
 _C.SOLVER.BASE_LR_END = 0.0
 # Warmup starts at BASE_LR * WARMUP_FACTOR.
 _C.SOLVER.WARMUP_FACTOR = 0.001
-# Length of the warmup in iterations (0 = no warmup).
+# Length of the warmup in iterations, or in epochs as "<x>ep", e.g. "1ep" (0 = no warmup).
 _C.SOLVER.WARMUP_ITERS = 100
 # Warmup shape: "linear" or "constant".
 _C.SOLVER.WARMUP_METHOD = "linear"
-# Total number of training iterations (optimizer steps).
-_C.SOLVER.MAX_ITER = 4000
+# Total number of training iterations (optimizer steps). Set exactly one of MAX_ITER and
+# MAX_EPOCH: -1 = not set (a file or command line setting MAX_EPOCH unsets MAX_ITER).
+_C.SOLVER.MAX_ITER = -1
+# Length of training in epochs, instead of SOLVER.MAX_ITER (0 = not set); converted to
+# iterations with SOLVER.ITERS_PER_EPOCH (see docs/epochs.md).
+_C.SOLVER.MAX_EPOCH = 0
+# Iterations per epoch (0 = derived: training set size // (IMS_PER_BATCH * GRAD_ACCUM_STEPS),
+# rounded up when DATALOADER.DROP_LAST is False, at least 1). The trainer fills it in.
+_C.SOLVER.ITERS_PER_EPOCH = 0
+# fastreid's delay: WarmupCosineLR keeps the LR constant for this many epochs from the start
+# (a shorter warmup included) before the cosine decay begins (0 = decay from the start).
+_C.SOLVER.DELAY_EPOCHS = 0
 # Global batch size over all processes (each process takes IMS_PER_BATCH / world size).
 _C.SOLVER.IMS_PER_BATCH = 64
-# Save a checkpoint every this many iterations.
+# Save a checkpoint every this many iterations, or epochs as "<x>ep", e.g. "5ep".
 _C.SOLVER.CHECKPOINT_PERIOD = 1000
 # Keep at most this many periodic checkpoints on disk (0 or less = keep all).
 _C.SOLVER.MAX_TO_KEEP = 3
@@ -236,7 +250,8 @@ _C.SOLVER.AMP.DTYPE = "float16"
 # Test
 # ---------------------------------------------------------------------------------------
 _C.TEST = CN()
-# Evaluate every this many iterations (0 = only after training).
+# Evaluate every this many iterations, or epochs as "<x>ep", e.g. "1ep" (0 = only after
+# training).
 _C.TEST.EVAL_PERIOD = 0
 # Batch size per process at inference.
 _C.TEST.IMS_PER_BATCH = 64
@@ -250,6 +265,28 @@ _C.TEST.PRECISE_BN.ENABLED = False
 _C.TEST.PRECISE_BN.NUM_ITER = 200
 
 # ---------------------------------------------------------------------------------------
+# Knowledge distillation (engine_lib.modeling.Distiller; DefaultTrainer.build_model)
+# ---------------------------------------------------------------------------------------
+_C.KD = CN()
+# Train the model (the student) against a frozen teacher's softened predictions.
+_C.KD.ENABLED = False
+# The teacher's full engine_lib config (YAML); its MODEL.DEVICE is replaced by the student's.
+_C.KD.MODEL_CONFIG = ""
+# The teacher's weights: a checkpoint written by engine_lib (or a state dict), weights_only.
+_C.KD.MODEL_WEIGHTS = ""
+# The teacher is an exponential moving average of the student (a "mean teacher") instead of
+# KD.MODEL_CONFIG + KD.MODEL_WEIGHTS, updated after each optimizer step by hooks.EMATeacher.
+_C.KD.EMA_TEACHER = False
+# EMA teacher update: teacher = m * teacher + (1 - m) * student, with m this value in [0, 1).
+_C.KD.EMA_MOMENTUM = 0.999
+# Temperature T that softens both models' logits in the distillation loss.
+_C.KD.TEMPERATURE = 4.0
+# Weight of loss_kd = T^2 * KL(softmax(teacher / T) || softmax(student / T)).
+_C.KD.LOSS_WEIGHT = 1.0
+# Weight of the student's own (supervised) losses; 0 leaves them out (distillation only).
+_C.KD.STUDENT_LOSS_WEIGHT = 1.0
+
+# ---------------------------------------------------------------------------------------
 # Misc
 # ---------------------------------------------------------------------------------------
 # Directory for checkpoints, logs, metrics and the dumped config.
@@ -259,3 +296,7 @@ _C.OUTPUT_DIR = "./output"
 _C.SEED = 0
 # Let cuDNN benchmark convolution algorithms (faster for fixed input sizes, not deterministic).
 _C.CUDNN_BENCHMARK = False
+# Deterministic training: cuDNN deterministic and no benchmark (overrides CUDNN_BENCHMARK),
+# torch.use_deterministic_algorithms(True) (an op without a deterministic kernel raises), and
+# CUBLAS_WORKSPACE_CONFIG=:4096:8 on CUDA. Same as --deterministic.
+_C.DETERMINISTIC = False

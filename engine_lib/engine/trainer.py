@@ -19,7 +19,8 @@ from torch import nn
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import CfgNode
-from engine_lib.data import build_test_loader, build_train_loader, get_training_sampler
+from engine_lib.config.epochs import compute_iters_per_epoch, resolve_epochs, scale_period
+from engine_lib.data import build_test_loader, build_train_loader, epoch_size, get_training_sampler
 from engine_lib.engine import hooks
 from engine_lib.engine.ddp import create_ddp_model
 from engine_lib.engine.environment import default_writers
@@ -31,11 +32,11 @@ from engine_lib.evaluation import (
     print_csv_format,
     verify_results,
 )
-from engine_lib.modeling import build_model
+from engine_lib.modeling import build_distiller, build_model
 from engine_lib.solver import build_lr_scheduler, build_optimizer
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
-from engine_lib.utils.events import EventWriter
+from engine_lib.utils.events import CommonMetricPrinter, EventWriter
 from engine_lib.utils.logger import setup_logger
 
 __all__ = ["DefaultTrainer"]
@@ -67,6 +68,18 @@ class DefaultTrainer(SimpleTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
+        # Lengths and periods given in epochs become iterations as soon as the training set
+        # is known, before the schedule and the hooks read them.
+        cfg = resolve_epochs(cfg, compute_iters_per_epoch(cfg, _epoch_size(data_loader)))
+        #: Iterations per epoch (0 if the training set has no length): see docs/epochs.md.
+        self.iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
+        if self.iters_per_epoch > 0:
+            logger.info(
+                "One epoch is %d iterations; training for %d iterations (%.4g epochs)",
+                self.iters_per_epoch,
+                cfg.SOLVER.MAX_ITER,
+                cfg.SOLVER.MAX_ITER / self.iters_per_epoch,
+            )
         model = create_ddp_model(
             model,
             # Frozen layers get no gradient, which DDP only tolerates when told so.
@@ -196,9 +209,12 @@ class DefaultTrainer(SimpleTrainer):
             # Freezing acts on the step that follows, so it sits before anything that trains.
             freeze,
             hooks.LRScheduler(),
-            # EMA is updated right after each optimizer step, before anyone saves or
-            # evaluates it.
+            # EMA weights (and an EMA teacher) are updated right after each optimizer step,
+            # before anyone saves or evaluates them.
             ema,
+            hooks.EMATeacher(model, cfg.KD.EMA_MOMENTUM)
+            if cfg.KD.ENABLED and cfg.KD.EMA_TEACHER
+            else None,
             # Precise BN statistics are recomputed before evaluation uses them.
             precise_bn,
             hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate),
@@ -222,7 +238,12 @@ class DefaultTrainer(SimpleTrainer):
 
     def build_writers(self) -> List[EventWriter]:
         """Writers used by the :class:`PeriodicWriter` hook (see :func:`default_writers`)."""
-        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+        writers = default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+        for writer in writers:
+            if isinstance(writer, CommonMetricPrinter):
+                # The console line then shows "epoch: e/E" next to the iteration.
+                writer.iters_per_epoch = self.iters_per_epoch
+        return writers
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:
@@ -273,8 +294,13 @@ class DefaultTrainer(SimpleTrainer):
     # ------------------------------------------------------------------ builders
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:
-        """Build the model (``engine_lib.modeling.build_model``); override for your own."""
-        return build_model(cfg)
+        """Build the model (``engine_lib.modeling.build_model``); override for your own.
+
+        With ``KD.ENABLED`` the model is the student, wrapped in a
+        :class:`~engine_lib.modeling.Distiller` with its teacher (``build_distiller``).
+        """
+        model = build_model(cfg)
+        return build_distiller(cfg, model) if cfg.KD.ENABLED else model
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
@@ -343,8 +369,9 @@ class DefaultTrainer(SimpleTrainer):
 
         With ``SOLVER.REFERENCE_WORLD_SIZE`` R > 0 and W processes, the global batch and the
         LR are multiplied by W / R (linear scaling) and every iteration count (MAX_ITER,
-        STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD, EVAL_PERIOD) is divided by it, so the run
-        sees the same number of epochs.
+        STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD, EVAL_PERIOD, ITERS_PER_EPOCH) is divided by
+        it, so the run sees the same number of epochs. Values given in epochs (``MAX_EPOCH``,
+        ``"5ep"``) need no rescaling: an epoch has fewer iterations with a larger batch.
 
         Args:
             cfg (CfgNode): the config (not modified).
@@ -369,11 +396,15 @@ class DefaultTrainer(SimpleTrainer):
         solver = cfg.SOLVER
         solver.IMS_PER_BATCH = batch
         solver.BASE_LR *= scale
-        solver.MAX_ITER = int(round(solver.MAX_ITER / scale))
-        solver.WARMUP_ITERS = int(round(solver.WARMUP_ITERS / scale))
-        solver.STEPS = tuple(int(round(s / scale)) for s in solver.STEPS)
-        solver.CHECKPOINT_PERIOD = int(round(solver.CHECKPOINT_PERIOD / scale))
-        cfg.TEST.EVAL_PERIOD = int(round(cfg.TEST.EVAL_PERIOD / scale))
+        # Non-positive values mean "not set" and stay so.
+        if solver.MAX_ITER > 0:
+            solver.MAX_ITER = int(round(solver.MAX_ITER / scale))
+        if solver.ITERS_PER_EPOCH > 0:
+            solver.ITERS_PER_EPOCH = max(1, int(round(solver.ITERS_PER_EPOCH / scale)))
+        solver.WARMUP_ITERS = scale_period(solver.WARMUP_ITERS, scale)
+        solver.STEPS = tuple(scale_period(solver.STEPS, scale))
+        solver.CHECKPOINT_PERIOD = scale_period(solver.CHECKPOINT_PERIOD, scale)
+        cfg.TEST.EVAL_PERIOD = scale_period(cfg.TEST.EVAL_PERIOD, scale)
         solver.REFERENCE_WORLD_SIZE = num_workers
         logger.info(
             "Auto-scaling the config to %d processes: IMS_PER_BATCH=%d, BASE_LR=%g, MAX_ITER=%d",
@@ -385,6 +416,14 @@ class DefaultTrainer(SimpleTrainer):
         if was_frozen:
             cfg.freeze()
         return cfg
+
+
+def _epoch_size(loader: Any) -> Optional[int]:
+    try:
+        return epoch_size(loader)
+    except TypeError:
+        # An endless loader without a length: epochs are then unknown (see resolve_epochs).
+        return None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

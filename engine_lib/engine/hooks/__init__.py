@@ -8,6 +8,7 @@ from ..train_loop import HookBase
 from .best_checkpointer import BestCheckpointer
 from .callback import CallbackHook
 from .ema import EMA
+from .ema_teacher import EMATeacher
 from .eval_hook import EvalHook
 from .iteration_timer import IterationTimer
 from .layer_freeze import LayerFreeze
@@ -23,6 +24,7 @@ __all__ = [
     "BestCheckpointer",
     "CallbackHook",
     "EMA",
+    "EMATeacher",
     "EvalHook",
     "HookBase",
     "IterationTimer",

@@ -151,6 +151,37 @@ class ImageClassifier(nn.Module):
             stacked = torch.as_tensor(labels)
         return stacked.to(self.device, dtype=torch.long, non_blocking=True)
 
+    def logits(self, batched_inputs: List[Dict[str, Any]]) -> torch.Tensor:
+        """Compute the class logits of a batch, in training and in eval mode alike.
+
+        Used by :class:`~engine_lib.modeling.Distiller`, which needs the logits of both the
+        student and the teacher.
+
+        Args:
+            batched_inputs (list[dict]): see the class docstring ("label" is not needed).
+
+        Returns:
+            Tensor: logits, shape ``(N, num_classes)``.
+        """
+        return self.head(self.backbone(self.preprocess_image(batched_inputs)))
+
+    def losses(
+        self, logits: torch.Tensor, batched_inputs: List[Dict[str, Any]]
+    ) -> Dict[str, torch.Tensor]:
+        """Compute the training losses from :meth:`logits` of the same batch.
+
+        Args:
+            logits (Tensor): ``(N, num_classes)`` logits of ``batched_inputs``.
+            batched_inputs (list[dict]): the batch, with "label".
+
+        Returns:
+            dict[str, Tensor]: ``{"loss_cls": cross-entropy}``.
+        """
+        loss = F.cross_entropy(
+            logits, self._labels(batched_inputs), label_smoothing=self.label_smoothing
+        )
+        return {"loss_cls": loss}
+
     def forward(
         self, batched_inputs: List[Dict[str, Any]]
     ) -> Union[Dict[str, torch.Tensor], List[Dict[str, torch.Tensor]]]:
@@ -163,12 +194,9 @@ class ImageClassifier(nn.Module):
             dict[str, Tensor] | list[dict[str, Tensor]]: ``{"loss_cls": loss}`` in training
             mode; one ``{"scores", "pred_class"}`` dict per image in eval mode.
         """
-        logits = self.head(self.backbone(self.preprocess_image(batched_inputs)))
+        logits = self.logits(batched_inputs)
         if self.training:
-            loss = F.cross_entropy(
-                logits, self._labels(batched_inputs), label_smoothing=self.label_smoothing
-            )
-            return {"loss_cls": loss}
+            return self.losses(logits, batched_inputs)
         # Softmax in float32 so the scores sum to 1 under autocast too.
         scores = logits.float().softmax(dim=1)
         pred = scores.argmax(dim=1)
