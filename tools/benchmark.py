@@ -125,7 +125,8 @@ def benchmark_train(cfg: CfgNode, iters: int, warmup: int) -> Dict[str, Any]:
     """Time ``iters`` training steps of ``DefaultTrainer`` after ``warmup`` steps.
 
     Args:
-        cfg (CfgNode): the config; ``SOLVER.MAX_ITER`` is replaced by ``warmup + iters``.
+        cfg (CfgNode): the config; its length (``SOLVER.MAX_ITER`` or ``MAX_EPOCH``) is replaced
+            by ``warmup + iters`` iterations.
         iters (int): steps timed.
         warmup (int): steps run first, untimed.
 
@@ -135,6 +136,7 @@ def benchmark_train(cfg: CfgNode, iters: int, warmup: int) -> Dict[str, Any]:
     cfg = cfg.clone()
     cfg.defrost()
     cfg.SOLVER.MAX_ITER = warmup + iters
+    cfg.SOLVER.MAX_EPOCH = 0  # the length is in iterations here, whatever the config said
     cfg.TEST.EXPECTED_RESULTS = []
     cfg.freeze()
     trainer_cls = type("_Trainer", (_BenchmarkTrainer,), {"benchmark_warmup": warmup})

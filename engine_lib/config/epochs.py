@@ -98,7 +98,8 @@ def resolve_epochs(cfg: Any, iters_per_epoch: int) -> Any:
 
     Sets ``SOLVER.MAX_ITER`` (``MAX_EPOCH * iters_per_epoch`` when the length is in epochs),
     each ``"<x>ep"`` of :data:`PERIOD_KEYS` to ``round(x * iters_per_epoch)`` (at least 1 for
-    ``x > 0``) and ``SOLVER.ITERS_PER_EPOCH`` to ``iters_per_epoch``. ``MAX_EPOCH`` is kept.
+    ``x > 0``) and ``SOLVER.ITERS_PER_EPOCH`` to ``iters_per_epoch``; ``MAX_EPOCH`` becomes
+    "not set", so the resolved config, dumped and merged again, passes the "exactly one" check.
 
     Args:
         cfg (CfgNode): the config (not modified).
@@ -154,6 +155,7 @@ def resolve_epochs(cfg: Any, iters_per_epoch: int) -> Any:
             node[leaf] = _to_iters(value, iters_per_epoch, key)
     if by_epoch:
         cfg.SOLVER.MAX_ITER = int(cfg.SOLVER.MAX_EPOCH * iters_per_epoch)
+        cfg.SOLVER.MAX_EPOCH = UNSET_MAX_EPOCH
     cfg.SOLVER.ITERS_PER_EPOCH = int(iters_per_epoch)
     if was_frozen:
         cfg.freeze()

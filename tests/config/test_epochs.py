@@ -101,7 +101,7 @@ def test_iters_per_epoch_rounding(drop_last, accum, expected):
     assert compute_iters_per_epoch(cfg, 140) == 11
 
 
-def test_resolve_converts_length_and_every_period():
+def test_resolve_converts_length_and_every_period(tmp_path):
     cfg = _epoch_cfg(
         CHECKPOINT_PERIOD="1ep", WARMUP_ITERS="0.5ep", STEPS=("2ep", 25), DELAY_EPOCHS=1
     )
@@ -110,9 +110,15 @@ def test_resolve_converts_length_and_every_period():
     resolved = resolve_epochs(cfg, 10)
     assert resolved.is_frozen() and cfg.SOLVER.MAX_ITER == -1  # the input is untouched
     solver = resolved.SOLVER
-    assert (solver.MAX_ITER, solver.MAX_EPOCH, solver.ITERS_PER_EPOCH) == (30, 3, 10)
+    assert (solver.MAX_ITER, solver.MAX_EPOCH, solver.ITERS_PER_EPOCH) == (30, 0, 10)
     assert (solver.CHECKPOINT_PERIOD, solver.WARMUP_ITERS, solver.STEPS) == (10, 5, (20, 25))
     assert resolved.TEST.EVAL_PERIOD == 1  # a tiny non-zero period never becomes "never"
+    # The resolved config, dumped (e.g. trainer.cfg) and merged again, is a valid config.
+    dumped = tmp_path / "resolved.yaml"
+    dumped.write_text(resolved.dump())
+    again = get_cfg()
+    again.merge_from_file(str(dumped))
+    assert (again.SOLVER.MAX_ITER, again.SOLVER.MAX_EPOCH) == (30, 0)
 
 
 def test_resolve_needs_iters_per_epoch_only_when_epochs_are_used():

@@ -45,10 +45,11 @@ def test_all_tasks_print_a_table_and_write_nothing(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
-def test_train_benchmark_runs_exactly_warmup_plus_iters_steps(tmp_path, monkeypatch):
+@pytest.mark.parametrize("length", [[], ["SOLVER.MAX_EPOCH", "3"]], ids=["iters", "epochs"])
+def test_train_benchmark_runs_exactly_warmup_plus_iters_steps(tmp_path, monkeypatch, length):
     cfg = bench_tool.get_cfg()
     cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list(SMALL + ["OUTPUT_DIR", str(tmp_path / "out")])
+    cfg.merge_from_list(SMALL + ["OUTPUT_DIR", str(tmp_path / "out")] + length)
     consumed = []
 
     class Counting(bench_tool._BenchmarkTrainer):
