@@ -75,7 +75,9 @@ def train_or_evaluate(
         prepare(cfg)
     check_dataset_names(cfg)
     if args.eval_only:
-        model = trainer_cls.build_model(cfg)
+        # Evaluation runs the student alone, so a distillation config needs no teacher here
+        # (nor its weights): the checkpoints hold the plain student.
+        model = trainer_cls.build_model(_without_distillation(cfg))
         checkpointer = Checkpointer(
             model, save_dir=cfg.OUTPUT_DIR, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE
         )
@@ -95,6 +97,16 @@ def train_or_evaluate(
     if comm.is_main_process() and results:
         logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))
     return results
+
+
+def _without_distillation(cfg: CfgNode) -> CfgNode:
+    if not cfg.KD.ENABLED:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.KD.ENABLED = False
+    cfg.freeze()
+    return cfg
 
 
 def launch_from_args(

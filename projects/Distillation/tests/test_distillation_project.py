@@ -5,11 +5,16 @@ import os
 
 import torch
 
+from engine_lib.config import get_cfg
+from engine_lib.engine import (
+    DefaultPredictor,
+    DefaultTrainer,
+    default_argument_parser,
+    train_or_evaluate,
+)
+
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(PROJECT, "configs")
-
-from engine_lib.config import get_cfg  # noqa: E402
-from engine_lib.engine import DefaultPredictor, DefaultTrainer  # noqa: E402
 
 
 def _cfg(name, out_dir, *opts):
@@ -71,6 +76,25 @@ def test_distillation_lowers_the_students_loss_against_the_teacher(tmp_path):
         assert torch.equal(predictor.model.state_dict()[key], value), key
     image = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8).numpy()
     assert 0 <= int(predictor(image)["pred_class"]) < 10
+
+    # --eval-only with the KD config evaluates the student: the teacher's weights are not
+    # needed (here they are gone).
+    os.remove(tmp_path / "teacher" / "model_final.pth")
+    eval_cfg = _cfg(
+        "student_kd.yaml",
+        tmp_path / "eval",
+        "KD.MODEL_CONFIG",
+        str(teacher_yaml),
+        "KD.MODEL_WEIGHTS",
+        str(tmp_path / "teacher" / "model_final.pth"),
+        "MODEL.WEIGHTS",
+        str(student_dir / "model_final.pth"),
+        "DATASETS.TEST",
+        "('digits_test',)",
+    )
+    args = default_argument_parser().parse_args(["--eval-only"])
+    results = train_or_evaluate(eval_cfg, args)
+    assert 0.0 <= results["classification"]["top1"] <= 100.0
 
 
 def test_the_default_trainer_registers_the_ema_teacher_before_the_checkpointer(tmp_path):
