@@ -32,7 +32,7 @@ from engine_lib.evaluation import (
     print_csv_format,
     verify_results,
 )
-from engine_lib.modeling import build_distiller, build_model
+from engine_lib.modeling import Distiller, build_distiller, build_model
 from engine_lib.solver import build_lr_scheduler, build_optimizer
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
@@ -167,7 +167,9 @@ class DefaultTrainer(SimpleTrainer):
         ema = hooks.EMA(model, decay=cfg.MODEL.EMA.DECAY) if cfg.MODEL.EMA.ENABLED else None
         freeze = None
         if cfg.MODEL.FREEZE_LAYERS and cfg.MODEL.FREEZE_ITERS > 0:
-            freeze = hooks.LayerFreeze(model, cfg.MODEL.FREEZE_LAYERS, cfg.MODEL.FREEZE_ITERS)
+            freeze = hooks.LayerFreeze(
+                _student_of(model), cfg.MODEL.FREEZE_LAYERS, cfg.MODEL.FREEZE_ITERS
+            )
 
         def evaluate() -> Dict[str, Any]:
             if ema is not None and cfg.MODEL.EMA.EVAL_WITH_EMA:
@@ -305,7 +307,9 @@ class DefaultTrainer(SimpleTrainer):
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
         """Build the optimizer (``engine_lib.solver.build_optimizer``)."""
-        return build_optimizer(cfg, model)
+        # With distillation, names are the student's (SOLVER.LR_FACTORS "head", not
+        # "student.head"): the same config works with and without KD.
+        return build_optimizer(cfg, _student_of(model))
 
     @classmethod
     def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer):
@@ -424,6 +428,11 @@ def _epoch_size(loader: Any) -> Optional[int]:
     except TypeError:
         # An endless loader without a length: epochs are then unknown (see resolve_epochs).
         return None
+
+
+def _student_of(model: nn.Module) -> nn.Module:
+    """The student of a :class:`Distiller` (its only trainable part), else the model."""
+    return model.student if isinstance(model, Distiller) else model
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

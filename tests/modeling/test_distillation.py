@@ -191,3 +191,31 @@ def test_ema_teacher_follows_the_student_and_survives_a_resume(tmp_path):
         build_distiller(cfg, build_model(cfg))(_batch())
     with pytest.raises(ConfigError, match="EMA teacher"):
         hooks.EMATeacher(build_model(cfg))
+
+
+def test_lr_factors_and_frozen_layers_name_the_students_modules_under_kd(tmp_path):
+    config, weights, _ = _teacher_files(tmp_path)
+    cfg = _cfg()
+    cfg.KD.ENABLED = True
+    cfg.KD.MODEL_CONFIG, cfg.KD.MODEL_WEIGHTS = config, weights
+    cfg.merge_from_list(
+        ["OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MAX_ITER", 2, "SOLVER.IMS_PER_BATCH", 8]
+        + ["INPUT.SIZE_TRAIN", "(16, 16)", "DATASETS.TEST", "()", "MODEL.HEADS.NUM_CLASSES", 10]
+        + ["SOLVER.LR_FACTORS", "[['head', 10.0]]", "MODEL.FREEZE_LAYERS", "['backbone']"]
+        + ["MODEL.FREEZE_ITERS", 2]
+    )
+    # The teacher must match the student's 10 classes.
+    teacher_cfg = _cfg(width=4, classes=10)
+    (tmp_path / "teacher.yaml").write_text(teacher_cfg.dump())
+    Checkpointer(_model(teacher_cfg, 7), str(tmp_path)).save("teacher")
+    trainer = DefaultTrainer(cfg)
+    head = {id(p) for p in trainer.model.student.head.parameters()}
+    base = {  # (in the head, LR before warmup) of every param group
+        (all(id(p) in head for p in group["params"]), group["initial_lr"])
+        for group in trainer.optimizer.param_groups
+    }
+    assert base == {(True, 10 * cfg.SOLVER.BASE_LR), (False, cfg.SOLVER.BASE_LR)}
+    before = [p.detach().clone() for p in trainer.model.student.backbone.parameters()]
+    trainer.train()
+    after = list(trainer.model.student.backbone.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after))  # "backbone" stayed frozen
