@@ -155,16 +155,20 @@ class Checkpointer(_FvcoreCheckpointer):
         return atomic_write(path, mode)
 
     # ------------------------------------------------------------------ loading
-    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+    def load(
+        self, path: str, checkpointables: Optional[List[str]] = None, *, for_resume: bool = False
+    ) -> Dict[str, Any]:
         """Load a checkpoint into the model and the checkpointables.
 
         Parameters whose shape differs from the model's are skipped (and reported); the
-        others are loaded.
+        others are loaded. With ``for_resume``, they are an error instead.
 
         Args:
             path (str): a file path or URL; ``""`` loads nothing.
             checkpointables (list[str] | None): names of the checkpointables to restore;
                 None restores all of them. Default: None.
+            for_resume (bool): the checkpoint continues a run, so it must fit the model
+                exactly. Default: False.
 
         Returns:
             dict: the checkpoint's remaining entries (e.g. ``{"iteration": 999}``).
@@ -177,7 +181,7 @@ class Checkpointer(_FvcoreCheckpointer):
             self.logger.info("No checkpoint given; the model keeps its initial weights.")
             return {}
         checkpoint = self._load_file(self._local_file(path))
-        return self._apply(checkpoint, path, checkpointables)
+        return self._apply(checkpoint, path, checkpointables, for_resume=for_resume)
 
     def _load_file(self, f: str) -> Dict[str, Any]:
         """Read a local file with ``weights_only`` unless pickle was allowed (see fvcore)."""
@@ -199,10 +203,31 @@ class Checkpointer(_FvcoreCheckpointer):
         return local
 
     def _apply(
-        self, checkpoint: Dict[str, Any], path: str, checkpointables: Optional[List[str]]
+        self,
+        checkpoint: Dict[str, Any],
+        path: str,
+        checkpointables: Optional[List[str]],
+        for_resume: bool = False,
     ) -> Dict[str, Any]:
         self.logger.info("Loading checkpoint from %s", path)
         incompatible = self._load_model(checkpoint)
+        if for_resume and incompatible.incorrect_shapes:
+            # Continuing a run (everything restored) with a different model would train a
+            # half-loaded model and fail later in the optimizer; unlike initialising from
+            # weights (a new head, say), it is never intended.
+            shapes = incompatible.incorrect_shapes
+            self.logger.error(
+                "The parameters of %s that differ from the model's:\n%s",
+                path,
+                _shape_table(shapes),
+            )
+            key, in_file, in_model = shapes[0]
+            more = f" and {len(shapes) - 1} more (listed in the log)" if len(shapes) > 1 else ""
+            raise CheckpointError(
+                f"Cannot resume from {path}: it was written by a different model (was a MODEL "
+                f"key changed since?): {key} is {_shape(in_file)} in the checkpoint, "
+                f"{_shape(in_model)} in the model{more}"
+            )
         self._log_incompatible_keys(incompatible)
         for key in self.checkpointables if checkpointables is None else checkpointables:
             if key not in checkpoint:
@@ -210,6 +235,8 @@ class Checkpointer(_FvcoreCheckpointer):
                 continue
             try:
                 self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+                if isinstance(self.checkpointables[key], torch.optim.Optimizer):
+                    _check_optimizer_state(self.checkpointables[key])
             except (ValueError, KeyError, TypeError, RuntimeError) as e:
                 raise CheckpointError(
                     f"Cannot restore {key!r} from checkpoint {path}: {e}. Was it written by a "
@@ -221,17 +248,13 @@ class Checkpointer(_FvcoreCheckpointer):
         # fvcore logs one warning per skipped parameter and reports it a second time as "not
         # found in the checkpoint"; one table lists each once, with both shapes.
         if incompatible.incorrect_shapes:
-            rows = [
-                (key, _shape(in_file), _shape(in_model))
-                for key, in_file, in_model in incompatible.incorrect_shapes
-            ]
             self.logger.warning(
                 "%d parameter(s) of the checkpoint were NOT loaded because their shapes differ "
                 "from the model's; they keep their initial values (expected when, e.g., the "
                 "number of classes changed; otherwise check MODEL.WEIGHTS and the config). "
                 "All other parameters were loaded.\n%s",
-                len(rows),
-                tabulate(rows, headers=["parameter", "checkpoint", "model"], tablefmt="pipe"),
+                len(incompatible.incorrect_shapes),
+                _shape_table(incompatible.incorrect_shapes),
             )
         skipped = {key for key, _, _ in incompatible.incorrect_shapes}
         missing = [key for key in incompatible.missing_keys if key not in skipped]
@@ -257,7 +280,9 @@ class Checkpointer(_FvcoreCheckpointer):
 
         Raises:
             UnreadableCheckpointError: when resuming and no checkpoint is readable.
-            CheckpointError: see :meth:`load`.
+            CheckpointError: see :meth:`load`; when resuming, also a checkpoint written by a
+                different model (a parameter's shape differs) or an optimizer state that does
+                not fit its parameters.
         """
         if resume:
             candidates = self._resume_candidates()
@@ -343,7 +368,7 @@ class Checkpointer(_FvcoreCheckpointer):
                 continue
             if first_error is not None:
                 self.logger.warning("Resuming from %s, the newest readable checkpoint.", path)
-            return self._apply(checkpoint, path, checkpointables=None)
+            return self._apply(checkpoint, path, checkpointables=None, for_resume=True)
         raise UnreadableCheckpointError(
             f"No readable checkpoint to resume from in {self.save_dir} (tried {candidates}). "
             f"First error: {first_error}"
@@ -413,6 +438,29 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
                 self.path_manager.rm(path)
             except OSError as e:
                 logger.warning("Could not delete old checkpoint %s: %s", path, e)
+
+
+def _shape_table(incorrect_shapes: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]) -> str:
+    rows = [(key, _shape(in_file), _shape(in_model)) for key, in_file, in_model in incorrect_shapes]
+    return tabulate(rows, headers=["parameter", "checkpoint", "model"], tablefmt="pipe")
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError if a restored per-parameter state does not fit its parameter.
+
+    ``Optimizer.load_state_dict`` pairs saved states with parameters by position and only
+    checks the group sizes, so a changed model or param grouping surfaces as a shape error
+    deep inside the first ``step()``; this names the parameter instead.
+    """
+    for index, group in enumerate(optimizer.param_groups):
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(
+                        f"the optimizer state {name!r} of a parameter of group {index} has "
+                        f"shape {_shape(tuple(value.shape))}, the parameter "
+                        f"{_shape(tuple(param.shape))}"
+                    )
 
 
 def _shape(shape: Tuple[int, ...]) -> str:

@@ -134,7 +134,7 @@ class DefaultTrainer(SimpleTrainer):
                 from that checkpoint. False: only load ``MODEL.WEIGHTS`` (if set).
         """
         if isinstance(resume, str) and resume not in ("", "auto"):
-            self.checkpointer.load(resume)
+            self.checkpointer.load(resume, for_resume=True)
         else:
             self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=bool(resume))
         # Set by load_state_dict: a checkpoint of iteration 0 is a resume too, so the

@@ -281,6 +281,14 @@ CASES = [
         )[-1],
         lambda c: ("No readable checkpoint", "model_0000019.pth"),
     ),
+    Case(
+        "resume_with_a_changed_model",
+        # OUTPUT_DIR holds model_0000009.pth of a width-4 model; the config now says 8.
+        lambda c: train(
+            c, "MODEL.BACKBONE.WIDTH", "8", "SOLVER.MAX_ITER", "30", flags=("--resume",)
+        ),
+        lambda c: ("Cannot resume", "model_0000009.pth", "different model", "backbone."),
+    ),
     # ---------------------------------------------------------------- image data
     Case(
         "image_folder_without_images",

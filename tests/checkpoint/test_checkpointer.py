@@ -246,6 +246,38 @@ def test_mismatched_shapes_load_what_fits(tmp_path, caplog):
     assert "not found in the checkpoint" not in caplog.text  # reported once, as a shape issue
 
 
+def test_resuming_with_a_different_model_is_an_error_naming_the_parameters(tmp_path):
+    source = _model(out=3)
+    Checkpointer(source, str(tmp_path)).save("model_0000009")
+    target = _model(out=5)
+    with pytest.raises(CheckpointError) as info:
+        Checkpointer(target, str(tmp_path)).resume_or_load("", resume=True)
+    message = str(info.value)
+    assert "Cannot resume" in message and "model_0000009.pth" in message
+    assert "3.weight is (3, 8) in the checkpoint, (5, 8) in the model and 1 more" in message
+    with pytest.raises(CheckpointError, match="different model"):
+        Checkpointer(target).load(str(tmp_path / "model_0000009.pth"), for_resume=True)
+
+
+def test_optimizer_state_that_does_not_fit_its_parameters_is_an_error(tmp_path):
+    model, opt, sched = _trainer_state()
+    _train(model, opt, sched, 2)  # momentum buffers exist
+    Checkpointer(model, str(tmp_path), optimizer=opt).save("model_final")
+    # The same parameters and group sizes, but listed in another order: torch pairs the saved
+    # states with parameters by position, so every buffer would land on the wrong tensor.
+    other = _model()
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    param_of = dict(other.named_parameters())
+    reordered = [
+        {"params": [param_of[name_of[id(p)]] for p in reversed(group["params"])]}
+        for group in opt.param_groups
+    ]
+    shuffled = torch.optim.SGD(reordered, lr=0.1)
+    with pytest.raises(CheckpointError) as info:
+        Checkpointer(other, str(tmp_path), optimizer=shuffled).resume_or_load("", resume=True)
+    assert "'optimizer'" in str(info.value) and "momentum_buffer" in str(info.value)
+
+
 def test_pickled_objects_are_refused_unless_allowed(tmp_path):
     path = tmp_path / "model_final.pth"
     torch.save({"model": _model().state_dict(), "extra": Pickled()}, path)
