@@ -4,7 +4,8 @@
 Run as a script (a subprocess of the tests): it registers ``NaNAtIterClassifier`` in
 ``META_ARCH_REGISTRY`` and then runs train_net's command line, so that
 ``MODEL.META_ARCHITECTURE NaNAtIterClassifier`` selects it. The iteration comes from the
-environment variable ``NAN_AT_ITER`` (counted in training forward passes of this process).
+environment variable ``NAN_AT_ITER`` (counted in training forward passes of this process);
+with ``NAN_RANK`` set, only the process of that rank turns NaN.
 """
 
 import os
@@ -15,6 +16,7 @@ import torch
 
 from engine_lib.engine import default_argument_parser, run_cli
 from engine_lib.modeling import META_ARCH_REGISTRY, ImageClassifier
+from engine_lib.utils import comm
 
 __all__ = ["NaNAtIterClassifier"]
 
@@ -31,7 +33,8 @@ class NaNAtIterClassifier(ImageClassifier):
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> Any:
         out = super().forward(batched_inputs)
         if self.training:
-            if NaNAtIterClassifier._calls == int(os.environ["NAN_AT_ITER"]):
+            this_rank = os.environ.get("NAN_RANK", str(comm.get_rank())) == str(comm.get_rank())
+            if this_rank and NaNAtIterClassifier._calls == int(os.environ["NAN_AT_ITER"]):
                 out = {name: loss * torch.tensor(float("nan")) for name, loss in out.items()}
             NaNAtIterClassifier._calls += 1
         return out

@@ -27,8 +27,10 @@ TINY = [
 ]  # fmt: skip
 
 
-def _train(output_dir, nan_at, *extra):
+def _train(output_dir, nan_at, *extra, nan_rank=None):
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", NAN_AT_ITER=str(nan_at))
+    if nan_rank is not None:
+        env["NAN_RANK"] = str(nan_rank)
     return subprocess.run(
         [sys.executable, SCRIPT, "--config-file", CONFIG, *extra, *TINY, "OUTPUT_DIR", output_dir],
         capture_output=True,
@@ -60,3 +62,21 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert proc.returncode == 0, log[-3000:]
     assert "Resuming training at iteration 10" in log
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
+
+
+def test_nan_on_one_rank_stops_every_rank_before_the_next_checkpoint(tmp_path):
+    # Two gloo processes; only rank 1's loss turns NaN. The losses are averaged over ranks at
+    # the flush, so rank 0 sees it too: both stop at the same iteration (no rank waits forever
+    # in a collective) and the checkpoint of iteration 14 is never written.
+    out = str(tmp_path)
+    proc = _train(out, 12, "--num-gpus", "2", "SOLVER.IMS_PER_BATCH", "16", nan_rank=1)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log[-3000:]
+    with open(os.path.join(out, "log.txt")) as f:  # rank 0's log
+        assert "Loss became infinite or NaN at iteration=12" in f.read()
+    with open(os.path.join(out, "log.txt.rank1")) as f:
+        assert "Loss became infinite or NaN at iteration=12" in f.read()
+    with open(os.path.join(out, "last_checkpoint")) as f:
+        assert f.read().strip() == "model_0000009.pth"
+    saved = sorted(name for name in os.listdir(out) if name.endswith(".pth"))
+    assert saved == ["model_0000004.pth", "model_0000009.pth"]
