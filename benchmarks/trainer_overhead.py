@@ -202,7 +202,9 @@ def breakdown(name: str, build_model, data: List, device: str, iters: int, repea
     times: Dict[int, List[float]] = {level: [] for level in range(-1, 5)}
     with tempfile.TemporaryDirectory() as root:
         for r in range(repeats + 1):
-            for level in times:
+            # Alternate the order of the variants: whatever drifts during a round (heap,
+            # caches, the machine) then favours none of them.
+            for level in sorted(times, reverse=r % 2 == 1):
                 model, optimizer, scheduler = _setup(build_model, device, iters)
                 gc.collect()
                 if level < 0:
