@@ -25,7 +25,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count_table
 
-from engine_lib.config import CfgNode, get_cfg
+from engine_lib.config import CfgNode, get_cfg, load_config_extension
 from engine_lib.engine import run_cli
 from engine_lib.modeling import build_model
 
@@ -133,6 +133,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, metavar="FILE", help="config file")
     parser.add_argument(
+        "--extra-config",
+        action="append",
+        default=[],
+        metavar="DIR:MODULE.FUNCTION",
+        help="a project's function adding its config keys (and registering its models), e.g. "
+        "projects/MetricLearning:metric_learning.add_metric_learning_config; repeatable",
+    )
+    parser.add_argument(
         "--tasks",
         action="append",
         choices=TASKS,
@@ -146,6 +154,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> None:
     """Build the model of the config and print the chosen analyses."""
     cfg = get_cfg()
+    for spec in args.extra_config:
+        load_config_extension(spec)(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()

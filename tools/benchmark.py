@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from tabulate import tabulate
 
-from engine_lib.config import CfgNode, get_cfg
+from engine_lib.config import CfgNode, get_cfg, load_config_extension
 from engine_lib.engine import DefaultTrainer, HookBase, hooks, run_cli
 from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.logger import setup_logger
@@ -199,6 +199,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, metavar="FILE", help="config file")
     parser.add_argument(
+        "--extra-config",
+        action="append",
+        default=[],
+        metavar="DIR:MODULE.FUNCTION",
+        help="a project's function adding its config keys (and registering its models), e.g. "
+        "projects/MetricLearning:metric_learning.add_metric_learning_config; repeatable",
+    )
+    parser.add_argument(
         "--task",
         action="append",
         choices=TASKS,
@@ -222,6 +230,8 @@ def main(args: argparse.Namespace) -> List[Dict[str, Any]]:
     if not logging.getLogger("engine_lib").handlers:
         setup_logger(name="engine_lib")
     cfg = get_cfg()
+    for spec in args.extra_config:
+        load_config_extension(spec)(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()

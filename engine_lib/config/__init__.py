@@ -3,8 +3,9 @@
 from .config import CfgNode
 from .configurable import configurable
 from .defaults import _C
+from .extension import load_config_extension
 
-__all__ = ["CfgNode", "configurable", "get_cfg"]
+__all__ = ["CfgNode", "configurable", "get_cfg", "load_config_extension"]
 
 
 def get_cfg() -> CfgNode:

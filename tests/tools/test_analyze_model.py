@@ -2,6 +2,10 @@
 
 import os
 
+import pytest
+
+from engine_lib.config import load_config_extension
+from engine_lib.utils.errors import ConfigError
 from tests.tools._load import REPO, load_tool
 
 analyze_tool = load_tool("analyze_model")
@@ -47,3 +51,29 @@ def test_parameter_task_only_and_overrides(capsys):
     cfg.MODEL.BACKBONE.WIDTH = 8
     expected = sum(p.numel() for p in analyze_tool.build_model(cfg).parameters())
     assert f"Total parameters: {expected:,} " in out
+
+
+def test_a_project_config_with_its_extra_keys(capsys):
+    config = os.path.join(REPO, "projects", "MetricLearning", "configs", "digits_triplet.yaml")
+    spec = os.path.join(REPO, "projects", "MetricLearning") + (
+        ":metric_learning.add_metric_learning_config"
+    )
+    argv = ["--config-file", config, "--extra-config", spec, "--tasks", "parameter"]
+    analyze_tool.main(analyze_tool.get_parser().parse_args(argv))
+    out = capsys.readouterr().out
+    assert "head.embedding" in out and "head.bnneck" in out  # the project's model was built
+
+
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("no_function_here", "expected DIR:MODULE.FUNCTION"),
+        ("/no/such/dir:pkg.add_x_config", "does not exist"),
+        ("no_such_module_xyz.add_x_config", "cannot import 'no_such_module_xyz'"),
+        ("engine_lib.config.add_nothing_config", "has no function 'add_nothing_config'"),
+    ],
+)
+def test_bad_extra_config_names_the_spec_and_the_expected_form(spec, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config_extension(spec)
+    assert spec in str(info.value) and needle in str(info.value)
