@@ -25,6 +25,7 @@ __all__ = [
     "parse_slurm_nodelist",
     "parse_slurm_tasks_per_node",
     "slurm_master_port",
+    "slurm_spawn_layout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -200,6 +201,32 @@ def _detect(
             return None
         return dist_env
     return None
+
+
+def slurm_spawn_layout(
+    env: Mapping[str, str], num_gpus_per_machine: int, launcher: Optional[str] = None
+) -> Optional[DistEnv]:
+    """The machines of an ``srun`` step with one task per machine that spawns its own workers.
+
+    ``srun --ntasks-per-node 1 train_net.py --num-gpus 8`` starts one task per machine; each
+    spawns 8 workers (rule 2 of :func:`detect_dist_env` hands it back to :func:`launch`).
+    The tasks then are the machines: ``world_size`` is the number of machines, ``rank`` this
+    machine's rank, and ``init_method`` the rendezvous of machine 0.
+
+    Args:
+        env (Mapping[str, str]): the environment, usually ``os.environ``.
+        num_gpus_per_machine (int): the workers each task spawns.
+        launcher (str, optional): ``--launcher``; only None and ``"slurm"`` read SLURM.
+
+    Returns:
+        DistEnv or None: the layout of the machines, or None outside such a step.
+    """
+    if launcher not in (None, "slurm") or num_gpus_per_machine <= 1:
+        return None
+    if "SLURM_PROCID" not in env or not ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env):
+        return None
+    machines = _slurm_env(env)
+    return machines if machines.local_world_size == 1 else None
 
 
 def _require(

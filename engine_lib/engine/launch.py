@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from engine_lib.engine.dist_env import DistEnv, detect_dist_env
+from engine_lib.engine.dist_env import DistEnv, detect_dist_env, slurm_spawn_layout
 from engine_lib.engine.hooks.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError, UserError
@@ -171,6 +171,11 @@ def launch(
     if dist_env is not None:
         _launch_from_env(main_func, args, dist_env, timeout, backend)
         return
+    machines = slurm_spawn_layout(os.environ, num_gpus_per_machine, launcher)
+    if machines is not None and machines.world_size > 1:
+        num_machines, machine_rank, dist_url = _slurm_machines(
+            machines, num_machines, machine_rank, dist_url
+        )
     _check_layout(num_gpus_per_machine, num_machines, machine_rank)
     world_size = num_machines * num_gpus_per_machine
     if world_size == 1:
@@ -210,6 +215,36 @@ def launch(
         _run_in_process_group(job, rank=machine_rank, local_rank=0)
     else:
         _spawn(job)
+
+
+def _slurm_machines(
+    machines: DistEnv, num_machines: int, machine_rank: int, dist_url: Optional[str]
+) -> Tuple[int, int, str]:
+    """Take the machines of an srun step with one task per machine (each spawning workers).
+
+    Without this, every machine would run a one-machine job of its own. Flags the user gave
+    (``--num-machines`` > 1, a ``--dist-url`` off this host) must agree or win.
+    """
+    if num_machines not in (1, machines.world_size):
+        raise ConfigError(
+            f"--num-machines {num_machines} contradicts the SLURM step, which runs one task on "
+            f"each of {machines.world_size} machines."
+        )
+    if num_machines > 1 and machine_rank != machines.rank:
+        raise ConfigError(
+            f"--machine-rank {machine_rank} contradicts SLURM_PROCID={machines.rank} (one task "
+            "per machine)."
+        )
+    # The default --dist-url is on this host: no rendezvous for other machines.
+    if dist_url in (None, "auto") or urlparse(dist_url).hostname in ("localhost", "127.0.0.1"):
+        dist_url = machines.init_method
+    logger.info(
+        "SLURM step with one task per machine: machine %d of %d, rendezvous %s",
+        machines.rank,
+        machines.world_size,
+        dist_url,
+    )
+    return machines.world_size, machines.rank, dist_url
 
 
 def _forget_torchrun_variables() -> None:

@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 
 from engine_lib.config import get_cfg
-from engine_lib.engine import launch_from_args
+from engine_lib.engine import launch, launch_from_args
 from engine_lib.engine.arguments import default_argument_parser, fold_config_flags
-from engine_lib.engine.dist_env import DistEnv, detect_dist_env
+from engine_lib.engine.dist_env import (
+    DistEnv,
+    detect_dist_env,
+    slurm_master_port,
+    slurm_spawn_layout,
+)
 from engine_lib.utils.errors import ConfigError, ConfigKeyError
 from tests.engine.dist_helpers import free_port
 from tests.engine.launcher_compat_helpers import build_cfg, report
@@ -282,6 +287,50 @@ def test_launcher_mpi_in_real_processes(tmp_path):
     # SEED -1: one seed drawn for the whole job (rank 0's), not one per process.
     seeds = [seen["seed"] for seen in _read(tmp_path, 2)]
     assert seeds[0] == seeds[1] >= 0
+
+
+def test_slurm_one_task_per_machine_spawns_and_forms_one_job(tmp_path):
+    # srun --ntasks-per-node 1 on two "machines" (both this host), each task asking for 2
+    # workers: one job of 4 ranks, machine i holding ranks 2i and 2i + 1. Without the SLURM
+    # layout each task would have run a separate one-machine job.
+    step = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_ID": "0",
+        "SLURM_STEP_NUM_TASKS": "2",
+        "SLURM_STEP_TASKS_PER_NODE": "1(x2)",
+        "SLURM_STEP_NODELIST": "localhost",
+        "SLURM_LOCALID": "0",
+        "MASTER_PORT": str(free_port()),
+    }
+    _run_two(
+        [["--num-gpus", "2", "--work-dir", str(tmp_path)]] * 2,
+        [dict(step, SLURM_PROCID=str(machine)) for machine in (0, 1)],
+    )
+    seen = _read(tmp_path, 4)
+    assert [(s["rank"], s["world_size"], s["local_size"]) for s in seen] == [
+        (rank, 4, 2) for rank in range(4)
+    ]
+    assert [s["local_rank"] for s in seen] == [0, 1, 0, 1]
+    assert all(s["sum"] == 10.0 for s in seen)  # 1 + 2 + 3 + 4: one job across both tasks
+
+
+def test_slurm_one_task_per_machine_rejects_contradicting_flags(monkeypatch):
+    step = {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2"}
+    step.update(SLURM_STEP_TASKS_PER_NODE="1(x2)", SLURM_STEP_NODELIST="n[1-2]")
+    step.update(SLURM_LOCALID="0", SLURM_PROCID="1")
+    machines = slurm_spawn_layout(step, num_gpus_per_machine=8)
+    assert (machines.world_size, machines.rank) == (2, 1)
+    assert machines.init_method == f"tcp://n1:{slurm_master_port('7')}"
+    assert slurm_spawn_layout(step, num_gpus_per_machine=1) is None  # one task = one worker
+    assert slurm_spawn_layout(step, 8, launcher="none") is None
+    for name in _LAUNCHER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in step.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="--num-machines 3 contradicts the SLURM step"):
+        launch(report, 8, num_machines=3, machine_rank=1, dist_url="tcp://n1:1")
+    with pytest.raises(ConfigError, match="--machine-rank 0 contradicts SLURM_PROCID=1"):
+        launch(report, 8, num_machines=2, machine_rank=0, dist_url="tcp://n1:1")
 
 
 def test_missing_torchrun_variables_are_named(tmp_path, monkeypatch):
