@@ -153,9 +153,26 @@ def test_user_errors_end_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_two_gloo_processes_train(tmp_path):
-    proc = train(tmp_path, "--num-gpus", "2", "--dist-url", "auto")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_two_gloo_processes_train_in_epochs_with_auto_scaling(tmp_path):
+    # REFERENCE_WORLD_SIZE 1 on 2 processes doubles the global batch (32 -> 64): an epoch of
+    # the 1437 training digits is then 1437 // 64 = 22 iterations. Epoch-valued lengths and
+    # periods follow the scaled batch; they are not divided by the scale a second time.
+    epochs = ["SOLVER.REFERENCE_WORLD_SIZE", "1", "SOLVER.IMS_PER_BATCH", "32"]
+    epochs += ["SOLVER.MAX_EPOCH", "3", "SOLVER.CHECKPOINT_PERIOD", "1ep"]
+    epochs += ["SOLVER.MAX_TO_KEEP", "0"]
+    epochs += ["SOLVER.WARMUP_ITERS", "10", "SOLVER.LOG_PERIOD", "10", "TEST.EVAL_PERIOD", "0"]
+    proc = run_tool(
+        "train_net.py", "--config-file", CONFIG, "--num-gpus", "2", "--dist-url", "auto",
+        "OUTPUT_DIR", str(tmp_path), *epochs,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "IMS_PER_BATCH=64" in log and "One epoch is 22 iterations" in log, log[-3000:]
+    assert "training for 66 iterations" in log
+    saved = sorted(name for name in os.listdir(tmp_path) if name.endswith(".pth"))
+    assert saved == ["model_0000021.pth", "model_0000043.pth", "model_0000065.pth"] + [
+        "model_final.pth"
+    ]
     assert os.path.isfile(tmp_path / "log.txt.rank1")
     final = [m for m in read_metrics(tmp_path) if "classification/top1" in m][-1]
     assert final["classification/top1"] > 85.0
