@@ -25,7 +25,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count_table
 
-from engine_lib.config import CfgNode, get_cfg, load_config_extension
+from engine_lib.config import (
+    CfgNode,
+    add_extra_config_argument,
+    build_config,
+    load_config_extension,
+)
 from engine_lib.engine import run_cli
 from engine_lib.modeling import build_model
 
@@ -132,14 +137,7 @@ def get_parser() -> argparse.ArgumentParser:
     """Command-line arguments of the tool."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, metavar="FILE", help="config file")
-    parser.add_argument(
-        "--extra-config",
-        action="append",
-        default=[],
-        metavar="DIR:MODULE.FUNCTION",
-        help="a project's function adding its config keys (and registering its models), e.g. "
-        "projects/MetricLearning:metric_learning.add_metric_learning_config; repeatable",
-    )
+    add_extra_config_argument(parser)
     parser.add_argument(
         "--tasks",
         action="append",
@@ -153,12 +151,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> None:
     """Build the model of the config and print the chosen analyses."""
-    cfg = get_cfg()
-    for spec in args.extra_config:
-        load_config_extension(spec)(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
+    extensions = [load_config_extension(spec) for spec in args.extra_config]
+    cfg = build_config(args.config_file, args.opts, extensions)
     model = build_model(cfg)
     tasks = args.tasks or TASKS
     if "parameter" in tasks:

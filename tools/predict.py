@@ -16,7 +16,12 @@ from typing import Any, Dict, List
 
 import torch
 
-from engine_lib.config import CfgNode, get_cfg, load_config_extension
+from engine_lib.config import (
+    CfgNode,
+    add_extra_config_argument,
+    build_config,
+    load_config_extension,
+)
 from engine_lib.data import MetadataCatalog
 from engine_lib.engine import DefaultPredictor, run_cli
 from engine_lib.utils.errors import ConfigError
@@ -30,14 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
     """Command-line arguments of the predictor."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, metavar="FILE", help="config file")
-    parser.add_argument(
-        "--extra-config",
-        action="append",
-        default=[],
-        metavar="DIR:MODULE.FUNCTION",
-        help="a project's function adding its config keys (and registering its models), e.g. "
-        "projects/MetricLearning:metric_learning.add_metric_learning_config; repeatable",
-    )
+    add_extra_config_argument(parser)
     parser.add_argument(
         "--input", nargs="+", required=True, help="image files, directories or glob patterns"
     )
@@ -82,12 +80,8 @@ def class_names(cfg: CfgNode) -> List[str]:
 def main(args: argparse.Namespace) -> None:
     """Predict every input image and print (and optionally save) the top-k classes."""
     setup_logger(name="engine_lib")
-    cfg = get_cfg()
-    for spec in args.extra_config:
-        load_config_extension(spec)(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
+    extensions = [load_config_extension(spec) for spec in args.extra_config]
+    cfg = build_config(args.config_file, args.opts, extensions)
     predictor = DefaultPredictor(cfg)
     names = class_names(cfg)
     results: Dict[str, Any] = {}

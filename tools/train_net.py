@@ -16,7 +16,7 @@ Examples:
 import argparse
 from typing import Any, Dict
 
-from engine_lib.config import CfgNode, get_cfg
+from engine_lib.config import CfgNode, build_config
 from engine_lib.engine import (
     default_argument_parser,
     launch_from_args,
@@ -27,11 +27,7 @@ from engine_lib.engine import (
 
 def build_cfg(args: argparse.Namespace) -> CfgNode:
     """Merge the config file and the command-line overrides into the defaults, and freeze."""
-    cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
+    return build_config(args.config_file, args.opts)
 
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:

@@ -1,11 +1,20 @@
 """Config system: a frozen yacs/fvcore ``CfgNode`` tree of defaults, merged from YAML and CLI."""
 
+from typing import Callable, Sequence
+
 from .config import CfgNode
 from .configurable import configurable
 from .defaults import _C
-from .extension import load_config_extension
+from .extension import add_extra_config_argument, load_config_extension
 
-__all__ = ["CfgNode", "configurable", "get_cfg", "load_config_extension"]
+__all__ = [
+    "CfgNode",
+    "add_extra_config_argument",
+    "build_config",
+    "configurable",
+    "get_cfg",
+    "load_config_extension",
+]
 
 
 def get_cfg() -> CfgNode:
@@ -15,3 +24,28 @@ def get_cfg() -> CfgNode:
         CfgNode: a clone of ``engine_lib.config.defaults._C``.
     """
     return _C.clone()
+
+
+def build_config(
+    config_file: str,
+    opts: Sequence[str] = (),
+    extensions: Sequence[Callable[[CfgNode], None]] = (),
+) -> CfgNode:
+    """The config of an entry point: defaults, a project's keys, a file, overrides; frozen.
+
+    Args:
+        config_file (str): the YAML file (its ``_BASE_`` files are merged first).
+        opts (Sequence[str]): ``KEY VALUE`` overrides, merged last.
+        extensions (Sequence[callable]): functions adding a project's keys, e.g.
+            ``add_metric_learning_config``, called on the defaults before the file is merged.
+
+    Returns:
+        CfgNode: the frozen config.
+    """
+    cfg = get_cfg()
+    for extend in extensions:
+        extend(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg

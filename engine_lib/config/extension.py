@@ -7,6 +7,7 @@ registers its models when its package is imported). The project-agnostic tools
 such a project's config files.
 """
 
+import argparse
 import importlib
 import os
 import sys
@@ -16,7 +17,7 @@ from engine_lib.utils.errors import ConfigError
 
 from .config import CfgNode
 
-__all__ = ["load_config_extension"]
+__all__ = ["add_extra_config_argument", "load_config_extension"]
 
 _FORM = (
     "expected DIR:MODULE.FUNCTION, e.g. "
@@ -63,3 +64,19 @@ def load_config_extension(spec: str) -> Callable[[CfgNode], None]:
             f"{function_name!r}{hint}"
         )
     return function
+
+
+def add_extra_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--extra-config DIR:MODULE.FUNCTION`` (repeatable) to a tool's parser.
+
+    The tool then builds its config with
+    ``build_config(..., [load_config_extension(s) for s in args.extra_config])``.
+    """
+    parser.add_argument(
+        "--extra-config",
+        action="append",
+        default=[],
+        metavar="DIR:MODULE.FUNCTION",
+        help="a project's function adding its config keys (and registering its models), e.g. "
+        "projects/MetricLearning:metric_learning.add_metric_learning_config; repeatable",
+    )

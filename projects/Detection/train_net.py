@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from detection import DetectionMapper, VOCDetectionEvaluator, add_detection_config  # noqa: E402
 
-from engine_lib.config import CfgNode, get_cfg  # noqa: E402
+from engine_lib.config import CfgNode, build_config  # noqa: E402
 from engine_lib.data import build_test_loader, build_train_loader  # noqa: E402
 from engine_lib.engine import (  # noqa: E402
     DefaultTrainer,
@@ -51,12 +51,7 @@ class Trainer(DefaultTrainer):
 
 def build_cfg(args: argparse.Namespace) -> CfgNode:
     """The defaults plus the project's keys, the config file and the command line."""
-    cfg = get_cfg()
-    add_detection_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
+    return build_config(args.config_file, args.opts, [add_detection_config])
 
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:

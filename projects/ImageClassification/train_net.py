@@ -19,7 +19,7 @@ from typing import Any, Dict
 
 from image_classification import add_image_classification_config, register_datasets
 
-from engine_lib.config import CfgNode, get_cfg
+from engine_lib.config import CfgNode, build_config
 from engine_lib.engine import (
     default_argument_parser,
     launch_from_args,
@@ -32,12 +32,7 @@ logger = logging.getLogger("image_classification.train_net")
 
 def build_cfg(args: argparse.Namespace) -> CfgNode:
     """Merge the config file and the overrides into the defaults plus the project's keys."""
-    cfg = get_cfg()
-    add_image_classification_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
+    return build_config(args.config_file, args.opts, [add_image_classification_config])
 
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:

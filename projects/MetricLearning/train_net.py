@@ -23,7 +23,7 @@ from metric_learning import (  # noqa: E402
     register_digits_query_gallery,
 )
 
-from engine_lib.config import CfgNode, get_cfg  # noqa: E402
+from engine_lib.config import CfgNode, build_config  # noqa: E402
 from engine_lib.engine import (  # noqa: E402
     DefaultTrainer,
     default_argument_parser,
@@ -47,11 +47,7 @@ class Trainer(DefaultTrainer):
 
 def setup(args: argparse.Namespace) -> CfgNode:
     """Build the config (project keys first) and register the query/gallery splits."""
-    cfg = get_cfg()
-    add_metric_learning_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
+    cfg = build_config(args.config_file, args.opts, [add_metric_learning_config])
     register_digits_query_gallery(cfg.METRIC_LEARNING.NUM_QUERY_PER_ID)
     return cfg
 

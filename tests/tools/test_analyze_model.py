@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from engine_lib.config import load_config_extension
+from engine_lib.config import get_cfg, load_config_extension
 from engine_lib.utils.errors import ConfigError
 from tests.tools._load import REPO, load_tool
 
@@ -19,7 +19,7 @@ def run(capsys, *argv):
 
 def test_parameters_and_flops_of_the_digits_cnn(capsys):
     out = run(capsys)
-    cfg = analyze_tool.get_cfg()
+    cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
     expected = sum(p.numel() for p in analyze_tool.build_model(cfg).parameters())
     assert f"Total parameters: {expected:,} (trainable: {expected:,})" in out
@@ -31,7 +31,7 @@ def test_parameters_and_flops_of_the_digits_cnn(capsys):
 
 
 def test_flops_scale_with_input_size():
-    cfg = analyze_tool.get_cfg()
+    cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
     model = analyze_tool.build_model(cfg)
     small = analyze_tool.dummy_images(cfg, "cpu")
@@ -46,7 +46,7 @@ def test_flops_scale_with_input_size():
 def test_parameter_task_only_and_overrides(capsys):
     out = run(capsys, "--tasks", "parameter", "MODEL.BACKBONE.WIDTH", "8")
     assert "FLOPs" not in out
-    cfg = analyze_tool.get_cfg()
+    cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
     cfg.MODEL.BACKBONE.WIDTH = 8
     expected = sum(p.numel() for p in analyze_tool.build_model(cfg).parameters())

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from engine_lib.config import get_cfg
 from tests.tools._load import REPO, load_tool
 
 bench_tool = load_tool("benchmark")
@@ -47,7 +48,7 @@ def test_all_tasks_print_a_table_and_write_nothing(tmp_path, capsys):
 
 @pytest.mark.parametrize("length", [[], ["SOLVER.MAX_EPOCH", "3"]], ids=["iters", "epochs"])
 def test_train_benchmark_runs_exactly_warmup_plus_iters_steps(tmp_path, monkeypatch, length):
-    cfg = bench_tool.get_cfg()
+    cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(SMALL + ["OUTPUT_DIR", str(tmp_path / "out")] + length)
     consumed = []
