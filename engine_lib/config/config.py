@@ -10,10 +10,11 @@ file (or the command line) it came from. Only then is the merge handed to yacs.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import BASE_KEY
@@ -50,6 +51,23 @@ class CfgNode(_FvcoreCfgNode):
         >>> cfg.merge_from_list(["SOLVER.BASE_LR", "0.1"])
         >>> cfg.freeze()
     """
+
+    @contextlib.contextmanager
+    def edited_copy(self) -> Iterator[CfgNode]:
+        """A modifiable deep copy for the ``with`` block, frozen at its end if this one is.
+
+        The way to derive a config from a frozen one (resolved epochs, a drawn seed, a
+        rescaled batch) without changing the original.
+
+        Example:
+            >>> with cfg.edited_copy() as resolved:
+            ...     resolved.SEED = 42
+        """
+        edited = self.clone()
+        edited.defrost()
+        yield edited
+        if self.is_frozen():
+            edited.freeze()
 
     # ------------------------------------------------------------------ loading YAML
     @classmethod

@@ -13,7 +13,6 @@ fastreid), ``ceil(N / B)`` otherwise, and at least 1. ``SOLVER.ITERS_PER_EPOCH >
 the derivation (for data sets without a length, or another notion of epoch).
 """
 
-import copy
 import math
 import re
 from typing import Any, Iterator, Optional, Tuple
@@ -144,22 +143,18 @@ def resolve_epochs(cfg: Any, iters_per_epoch: int) -> Any:
             f"{', '.join(uses_epochs)} given in epochs, but the number of iterations per epoch "
             f"is unknown (the training set has no length); set SOLVER.ITERS_PER_EPOCH"
         )
-    cfg = copy.deepcopy(cfg)
-    was_frozen = cfg.is_frozen()
-    cfg.defrost()
-    for key, node, leaf in list(_epoch_values(cfg)):
-        value = node[leaf]
-        if isinstance(value, (list, tuple)):
-            node[leaf] = type(value)(_to_iters(v, iters_per_epoch, key) for v in value)
-        else:
-            node[leaf] = _to_iters(value, iters_per_epoch, key)
-    if by_epoch:
-        cfg.SOLVER.MAX_ITER = int(cfg.SOLVER.MAX_EPOCH * iters_per_epoch)
-        cfg.SOLVER.MAX_EPOCH = UNSET_MAX_EPOCH
-    cfg.SOLVER.ITERS_PER_EPOCH = int(iters_per_epoch)
-    if was_frozen:
-        cfg.freeze()
-    return cfg
+    with cfg.edited_copy() as resolved:
+        for key, node, leaf in list(_epoch_values(resolved)):
+            value = node[leaf]
+            if isinstance(value, (list, tuple)):
+                node[leaf] = type(value)(_to_iters(v, iters_per_epoch, key) for v in value)
+            else:
+                node[leaf] = _to_iters(value, iters_per_epoch, key)
+        if by_epoch:
+            resolved.SOLVER.MAX_ITER = int(resolved.SOLVER.MAX_EPOCH * iters_per_epoch)
+            resolved.SOLVER.MAX_EPOCH = UNSET_MAX_EPOCH
+        resolved.SOLVER.ITERS_PER_EPOCH = int(iters_per_epoch)
+    return resolved
 
 
 def scale_period(value: Any, scale: float) -> Any:

@@ -53,11 +53,8 @@ def resolve_seed(cfg: CfgNode) -> CfgNode:
     drawn = int.from_bytes(os.urandom(4), "big") % _MAX_RANDOM_SEED
     seed = int(comm.all_gather(drawn)[0]) if comm.get_world_size() > 1 else drawn
     logger.info("Using random seed %d; repeat with SEED %d", seed, seed)
-    resolved = cfg.clone()
-    resolved.defrost()
-    resolved.SEED = seed
-    if cfg.is_frozen():
-        resolved.freeze()
+    with cfg.edited_copy() as resolved:
+        resolved.SEED = seed
     return resolved
 
 

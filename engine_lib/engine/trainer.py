@@ -5,7 +5,6 @@ evaluator, hooks); everything else (checkpointing, exact resume, evaluation, log
 with it. It is the only place in the engine that reads the config to assemble a run.
 """
 
-import copy
 import logging
 import os
 import random
@@ -394,22 +393,20 @@ class DefaultTrainer(SimpleTrainer):
                 f"Cannot rescale SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} from "
                 f"SOLVER.REFERENCE_WORLD_SIZE={old_world} to {num_workers} processes"
             )
-        cfg = copy.deepcopy(cfg)
-        was_frozen = cfg.is_frozen()
-        cfg.defrost()
-        solver = cfg.SOLVER
-        solver.IMS_PER_BATCH = batch
-        solver.BASE_LR *= scale
-        # Non-positive values mean "not set" and stay so.
-        if solver.MAX_ITER > 0:
-            solver.MAX_ITER = int(round(solver.MAX_ITER / scale))
-        if solver.ITERS_PER_EPOCH > 0:
-            solver.ITERS_PER_EPOCH = max(1, int(round(solver.ITERS_PER_EPOCH / scale)))
-        solver.WARMUP_ITERS = scale_period(solver.WARMUP_ITERS, scale)
-        solver.STEPS = tuple(scale_period(solver.STEPS, scale))
-        solver.CHECKPOINT_PERIOD = scale_period(solver.CHECKPOINT_PERIOD, scale)
-        cfg.TEST.EVAL_PERIOD = scale_period(cfg.TEST.EVAL_PERIOD, scale)
-        solver.REFERENCE_WORLD_SIZE = num_workers
+        with cfg.edited_copy() as scaled:
+            solver = scaled.SOLVER
+            solver.IMS_PER_BATCH = batch
+            solver.BASE_LR *= scale
+            # Non-positive values mean "not set" and stay so.
+            if solver.MAX_ITER > 0:
+                solver.MAX_ITER = int(round(solver.MAX_ITER / scale))
+            if solver.ITERS_PER_EPOCH > 0:
+                solver.ITERS_PER_EPOCH = max(1, int(round(solver.ITERS_PER_EPOCH / scale)))
+            solver.WARMUP_ITERS = scale_period(solver.WARMUP_ITERS, scale)
+            solver.STEPS = tuple(scale_period(solver.STEPS, scale))
+            solver.CHECKPOINT_PERIOD = scale_period(solver.CHECKPOINT_PERIOD, scale)
+            scaled.TEST.EVAL_PERIOD = scale_period(scaled.TEST.EVAL_PERIOD, scale)
+            solver.REFERENCE_WORLD_SIZE = num_workers
         logger.info(
             "Auto-scaling the config to %d processes: IMS_PER_BATCH=%d, BASE_LR=%g, MAX_ITER=%d",
             num_workers,
@@ -417,9 +414,7 @@ class DefaultTrainer(SimpleTrainer):
             solver.BASE_LR,
             solver.MAX_ITER,
         )
-        if was_frozen:
-            cfg.freeze()
-        return cfg
+        return scaled
 
 
 def _epoch_size(loader: Any) -> Optional[int]:
