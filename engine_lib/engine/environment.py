@@ -201,18 +201,22 @@ def _output_dir_errors(output_dir: str) -> Iterator[None]:
         ) from e
 
 
-def default_writers(output_dir: str, max_iter: Optional[int] = None) -> List[EventWriter]:
+def default_writers(
+    output_dir: str, max_iter: Optional[int] = None, iters_per_epoch: int = 0
+) -> List[EventWriter]:
     """The writers of a training run: console, ``metrics.json`` and TensorBoard.
 
     Args:
         output_dir (str): directory of ``metrics.json`` and the TensorBoard event files.
         max_iter (int, optional): total iterations, for the ETA on the console.
+        iters_per_epoch (int): iterations per epoch, for "epoch: e/E" on the console (0:
+            unknown). Default: 0.
 
     Returns:
         list[EventWriter]: the writers.
     """
     return [
-        CommonMetricPrinter(max_iter),
+        CommonMetricPrinter(max_iter, iters_per_epoch=iters_per_epoch),
         JSONWriter(os.path.join(output_dir, "metrics.json")),
         TensorboardXWriter(output_dir),
     ]

@@ -35,7 +35,7 @@ from engine_lib.modeling import Distiller, build_distiller, build_model
 from engine_lib.solver import build_lr_scheduler, build_optimizer
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
-from engine_lib.utils.events import CommonMetricPrinter, EventWriter
+from engine_lib.utils.events import EventWriter
 from engine_lib.utils.logger import setup_logger
 
 __all__ = ["DefaultTrainer"]
@@ -239,12 +239,8 @@ class DefaultTrainer(SimpleTrainer):
 
     def build_writers(self) -> List[EventWriter]:
         """Writers used by the :class:`PeriodicWriter` hook (see :func:`default_writers`)."""
-        writers = default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
-        for writer in writers:
-            if isinstance(writer, CommonMetricPrinter):
-                # The console line then shows "epoch: e/E" next to the iteration.
-                writer.iters_per_epoch = self.iters_per_epoch
-        return writers
+        # With iters_per_epoch the console line shows "epoch: e/E" next to the iteration.
+        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter, self.iters_per_epoch)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:

@@ -460,16 +460,21 @@ class CommonMetricPrinter(EventWriter):
     "eta_seconds". Absent metrics are left out of the line.
     """
 
-    def __init__(self, max_iter: Optional[int] = None, window_size: int = 20) -> None:
+    def __init__(
+        self, max_iter: Optional[int] = None, window_size: int = 20, iters_per_epoch: int = 0
+    ) -> None:
         """
         Args:
             max_iter (int, optional): the number of training iterations, for the ETA; None:
                 no ETA.
             window_size (int): the window of the losses' median and the times' mean.
                 Default: 20.
+            iters_per_epoch (int): with ``max_iter``, the line shows "epoch: e/E" too; 0
+                (unknown) leaves it out. Default: 0.
         """
         self._max_iter = max_iter
         self._window_size = window_size
+        self._iters_per_epoch = iters_per_epoch
         self._last_write: Optional[Tuple[int, float]] = None  # (iteration, perf_counter())
         # Median iteration time of each recent write's window, for the ETA.
         self._window_times: deque = deque(maxlen=50)
@@ -505,8 +510,7 @@ class CommonMetricPrinter(EventWriter):
         eta = self._eta(storage, histories)
         if eta is not None:
             parts.append(f"eta: {eta}")
-        # An optional attribute: DefaultTrainer.build_writers sets it when epochs are known.
-        per_epoch = getattr(self, "iters_per_epoch", 0)
+        per_epoch = self._iters_per_epoch
         if per_epoch > 0 and self._max_iter is not None:
             epochs = -(-self._max_iter // per_epoch)  # the last epoch may be partial
             parts.append(f"epoch: {iteration // per_epoch + 1}/{epochs}")
