@@ -14,7 +14,7 @@ import sys
 from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
-from engine_lib.engine.dist_env import LAUNCHERS
+from engine_lib.engine.dist_env import LAUNCHERS, is_local_host
 from engine_lib.utils.errors import ConfigError
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
 # A config key such as SOLVER.BASE_LR: upper-case names joined by dots.
 # An upper-case dotted name such as SOLVER.BASE_LR or OUTPUT_DIR: a config key, not a path.
 _CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*")
-_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 # Default rendezvous ports lie in [_PORT_BASE, _PORT_BASE + _PORT_SPAN): below Linux's
 # ephemeral range (32768+), where outgoing connections could already hold a port.
@@ -347,7 +346,7 @@ def _validate_dist_url(url: str, num_machines: int) -> None:
             f"--num-machines {num_machines} needs --dist-url tcp://HOST:PORT of machine 0, "
             "reachable from every machine and the same on every machine."
         )
-    if num_machines > 1 and (parsed.hostname in _LOCAL_HOSTS or parsed.hostname.startswith("127.")):
+    if num_machines > 1 and is_local_host(parsed.hostname):
         raise ConfigError(
             f"--dist-url {url} points to this machine, but --num-machines is {num_machines}: "
             "pass the address of machine 0 that every machine can reach, e.g. "

@@ -22,6 +22,7 @@ __all__ = [
     "LAUNCHERS",
     "DistEnv",
     "detect_dist_env",
+    "is_local_host",
     "parse_slurm_nodelist",
     "parse_slurm_tasks_per_node",
     "slurm_master_port",
@@ -44,6 +45,12 @@ _MPI_REQUIRED = (
     "OMPI_COMM_WORLD_LOCAL_SIZE",
 )
 _LOCAL_HOSTS = ("localhost", "::1", "0.0.0.0")
+
+
+def is_local_host(host: Optional[str]) -> bool:
+    """Whether ``host`` (of a ``--dist-url``) names this machine only: loopback or any."""
+    return bool(host) and (host in _LOCAL_HOSTS or host.startswith("127."))
+
 
 # Ports derived from a SLURM job id fall in [_SLURM_PORT_BASE, _SLURM_PORT_BASE + _SLURM_PORT_SPAN):
 # below Linux's ephemeral range (32768+), so an outgoing connection cannot already hold them.
@@ -323,7 +330,7 @@ def _mpi_rendezvous_from_url(dist_url: Optional[str], several_machines: bool) ->
     if parsed.scheme != "tcp" or not parsed.hostname or port is None:
         raise ConfigError(f"{expected}; got --dist-url {dist_url!r}.")
     host = parsed.hostname
-    if several_machines and (host in _LOCAL_HOSTS or host.startswith("127.")):
+    if several_machines and is_local_host(host):
         raise ConfigError(
             f"{expected}, reachable from every machine; --dist-url {dist_url} points to the "
             "local machine, but the mpirun job spans several machines."

@@ -28,7 +28,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from engine_lib.engine.dist_env import DistEnv, detect_dist_env, slurm_spawn_layout
+from engine_lib.engine.dist_env import (
+    DistEnv,
+    detect_dist_env,
+    is_local_host,
+    slurm_spawn_layout,
+)
 from engine_lib.engine.hooks.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError, UserError
@@ -236,7 +241,7 @@ def _slurm_machines(
             "per machine)."
         )
     # The default --dist-url is on this host: no rendezvous for other machines.
-    if dist_url in (None, "auto") or urlparse(dist_url).hostname in ("localhost", "127.0.0.1"):
+    if dist_url in (None, "auto") or is_local_host(urlparse(dist_url).hostname):
         dist_url = machines.init_method
     logger.info(
         "SLURM step with one task per machine: machine %d of %d, rendezvous %s",
