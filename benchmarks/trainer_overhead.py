@@ -144,28 +144,13 @@ class _TimedWriter(EventWriter):
 
 
 def run_engine(
-    build_model, data: List, device: str, iters: int, out_dir: str
+    build_model, data: List, device: str, iters: int, out_dir: str, hooks_level: int = 4
 ) -> Tuple[float, float]:
-    """SimpleTrainer with the default hooks."""
+    """SimpleTrainer with the default hooks (the first ``hooks_level`` of them)."""
     model, optimizer, scheduler = _setup(build_model, device, iters)
-    period = 20
-    trainer = SimpleTrainer(model, itertools.cycle(data), optimizer, gather_metric_period=period)
+    trainer = SimpleTrainer(model, itertools.cycle(data), optimizer, gather_metric_period=20)
     trainer.scheduler = scheduler
-    checkpointer = Checkpointer(
-        model, out_dir, save_to_disk=False, optimizer=optimizer, trainer=trainer
-    )
-    writers = [
-        _TimedWriter(JSONWriter(os.path.join(out_dir, "metrics.json"))),
-        _TimedWriter(CommonMetricPrinter(iters)),
-    ]
-    trainer.register_hooks(
-        [
-            hooks.IterationTimer(),
-            hooks.LRScheduler(),
-            hooks.PeriodicCheckpointer(checkpointer, period=10 * iters),
-            hooks.PeriodicWriter(writers, period=period),
-        ]
-    )
+    trainer.register_hooks(_engine_hooks(hooks_level, trainer, iters, out_dir))
     _sync(device)
     start, start_cpu = time.perf_counter(), time.process_time()
     trainer.train(0, iters)
@@ -173,10 +158,11 @@ def run_engine(
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def _engine_hooks(level: int, model, optimizer, scheduler, trainer, iters: int, out_dir: str):
-    """The first ``level`` default hooks (timer, LR, checkpointer, writer) of :func:`run_engine`;
-    below the LR hook's level, a bare hook steps the schedule so the work stays the same."""
-    period = 20
+def _engine_hooks(level: int, trainer: SimpleTrainer, iters: int, out_dir: str) -> List:
+    """The first ``level`` default hooks: timer, LR, checkpointer, writer (every 20
+    iterations); below the LR hook's level, a bare hook steps the schedule so the work stays
+    the same."""
+    model, optimizer = trainer.model, trainer.optimizer
     built = [
         lambda: hooks.IterationTimer(),
         lambda: hooks.LRScheduler(),
@@ -185,13 +171,16 @@ def _engine_hooks(level: int, model, optimizer, scheduler, trainer, iters: int, 
             period=10 * iters,
         ),
         lambda: hooks.PeriodicWriter(
-            [JSONWriter(os.path.join(out_dir, "metrics.json")), CommonMetricPrinter(iters)],
-            period=period,
+            [
+                _TimedWriter(JSONWriter(os.path.join(out_dir, "metrics.json"))),
+                _TimedWriter(CommonMetricPrinter(iters)),
+            ],
+            period=trainer.gather_metric_period,
         ),
     ]
     chosen = [make() for make in built[:level]]
     if level < 2:
-        chosen.append(hooks.CallbackHook(after_step=lambda _: scheduler.step()))
+        chosen.append(hooks.CallbackHook(after_step=lambda _: trainer.scheduler.step()))
     return chosen
 
 
@@ -205,24 +194,12 @@ def breakdown(name: str, build_model, data: List, device: str, iters: int, repea
             # Alternate the order of the variants: whatever drifts during a round (heap,
             # caches, the machine) then favours none of them.
             for level in sorted(times, reverse=r % 2 == 1):
-                model, optimizer, scheduler = _setup(build_model, device, iters)
                 gc.collect()
                 if level < 0:
                     elapsed = run_plain(build_model, data, device, iters)
                 else:
-                    trainer = SimpleTrainer(
-                        model, itertools.cycle(data), optimizer, gather_metric_period=20
-                    )
-                    trainer.scheduler = scheduler
                     out_dir = tempfile.mkdtemp(dir=root)
-                    trainer.register_hooks(
-                        _engine_hooks(level, model, optimizer, scheduler, trainer, iters, out_dir)
-                    )
-                    _sync(device)
-                    start, start_cpu = time.perf_counter(), time.process_time()
-                    trainer.train(0, iters)
-                    _sync(device)
-                    elapsed = (time.perf_counter() - start, time.process_time() - start_cpu)
+                    elapsed = run_engine(build_model, data, device, iters, out_dir, level)
                 if r > 0:  # the first round warms up
                     times[level].append(elapsed[1] if device == "cpu" else elapsed[0])
     base = min(times[-1])
