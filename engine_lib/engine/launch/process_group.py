@@ -1,4 +1,10 @@
-"""Run ``main_func`` in one process of the job: CUDA device, process groups, teardown."""
+"""Run ``main_func`` in one process of the job: CUDA device, process groups, teardown.
+
+torch's ``init_process_group`` forms the group (see :mod:`.rendezvous`); around it this adds
+what every entry point would otherwise repeat: the CUDA device chosen before NCCL starts,
+the per-machine group behind ``comm.get_local_rank/size`` (torch's launchers only export
+``LOCAL_RANK``), and a teardown that does not hang after a failure.
+"""
 
 import logging
 
