@@ -83,8 +83,8 @@ class LauncherBackend:
     """One external launcher, recognised by the variables it sets (Lightning's "environments").
 
     Subclasses set the class attributes and implement :meth:`read`; the rest has defaults.
-    Every method is a class method of a pure function of the environment: a backend holds
-    no state.
+    A backend holds no state: its methods are class methods, and all but :meth:`prepare`
+    are pure functions of the environment mapping they are given.
 
     Attributes:
         name (str): the one name of the launcher in the code, the logs and ``DistEnv.launcher``.
