@@ -24,7 +24,6 @@ __all__ = [
     "default_dist_url",
 ]
 
-# A config key such as SOLVER.BASE_LR: upper-case names joined by dots.
 # An upper-case dotted name such as SOLVER.BASE_LR or OUTPUT_DIR: a config key, not a path.
 _CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*")
 
@@ -124,12 +123,9 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     ``--resume PATH`` (continue from that checkpoint). A word after ``--resume`` that looks
     like a config key (``SOLVER.BASE_LR``) starts the overrides instead of being the path.
 
-    ``args.launcher`` holds the launcher's name, the one the code uses everywhere:
-    ``--launcher pytorch`` (mmengine's spelling) gives ``"torchrun"``.
-
-    Building the parser (here) and checking the parsed flags are separate steps: parsing
-    runs :func:`validate_launch_args` then :func:`fold_config_flags`, and a mistake exits
-    with a usage message.
+    ``args.launcher`` holds the launcher's one name: ``--launcher pytorch`` gives ``"torchrun"``.
+    Parsing runs :func:`validate_launch_args` then :func:`fold_config_flags` on the parsed
+    flags (building and checking are separate steps); a mistake exits with a usage message.
 
     Args:
         epilog (str, optional): text after the help; default: example command lines.
