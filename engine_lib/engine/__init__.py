@@ -5,8 +5,8 @@ from .arguments import default_argument_parser
 from .cli import run_cli
 from .ddp import create_ddp_model
 from .environment import commit_output_dir, default_setup, default_writers
-from .hooks.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from .launch import launch
+from .launch.exit_codes import PREEMPTED_EXIT_CODE, TrainingPreempted
 from .predictor import DefaultPredictor
 from .reproducibility import apply_determinism, resolve_seed
 from .script import check_dataset_names, launch_from_args, train_or_evaluate

@@ -14,7 +14,7 @@ import sys
 from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
-from engine_lib.engine.dist_env import LAUNCHERS, is_local_host
+from engine_lib.engine.launch.backends import backend_named, is_local_host, launcher_flags
 from engine_lib.utils.errors import ConfigError
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "default_dist_url",
 ]
 
-# A config key such as SOLVER.BASE_LR: upper-case names joined by dots.
 # An upper-case dotted name such as SOLVER.BASE_LR or OUTPUT_DIR: a config key, not a path.
 _CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*")
 
@@ -88,6 +87,10 @@ class _ValidatingParser(argparse.ArgumentParser):
             fold_config_flags(parsed)
         except ConfigError as e:
             self.error(str(e))
+        if getattr(parsed, "launcher", None) is not None:
+            # The one place --launcher's spelling (mmengine's "pytorch") becomes the name
+            # the code uses ("torchrun").
+            parsed.launcher = backend_named(parsed.launcher).name
         return parsed, extras
 
     def error(self, message: str) -> NoReturn:
@@ -120,7 +123,9 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     ``--resume PATH`` (continue from that checkpoint). A word after ``--resume`` that looks
     like a config key (``SOLVER.BASE_LR``) starts the overrides instead of being the path.
 
-    Parsing also runs :func:`validate_launch_args`; a mistake exits with a usage message.
+    ``args.launcher`` holds the launcher's one name: ``--launcher pytorch`` gives ``"torchrun"``.
+    Parsing runs :func:`validate_launch_args` then :func:`fold_config_flags` on the parsed
+    flags (building and checking are separate steps); a mistake exits with a usage message.
 
     Args:
         epilog (str, optional): text after the help; default: example command lines.
@@ -133,6 +138,14 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         epilog=_default_epilog(prog) if epilog is None else epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_run_flags(parser)
+    _add_launch_flags(parser)
+    _add_config_flags(parser)
+    return parser
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """``--config-file``, ``--resume [PATH]``, ``--eval-only``: what the run does."""
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
     parser.add_argument(
         "--resume",
@@ -144,6 +157,10 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         "checkpoint (model, optimizer, schedule, iteration, RNG states)",
     )
     parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+
+
+def _add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the processes run: detectron2's layout flags, ``--launcher``, ``--local-rank``."""
     parser.add_argument(
         "--num-gpus", type=int, default=1, help="processes per machine (one per GPU, or CPU)"
     )
@@ -159,7 +176,7 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     )
     parser.add_argument(
         "--launcher",
-        choices=LAUNCHERS,
+        choices=launcher_flags(),
         default=None,
         help="who started the processes, instead of detecting torchrun/srun from the "
         "environment: none (ignore launcher variables, spawn --num-gpus processes), pytorch "
@@ -173,6 +190,10 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         default=None,
         help="local rank of this process, as passed by torch.distributed.launch",
     )
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The three override syntaxes: mmdetection's flags, and trailing ``KEY VALUE`` pairs."""
     parser.add_argument(
         "--work-dir",
         default=None,
@@ -199,7 +220,6 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         help="config overrides as KEY VALUE pairs at the end of the command, "
         "e.g. SOLVER.BASE_LR 0.02 MODEL.DEVICE cpu",
     )
-    return parser
 
 
 def validate_launch_args(args: argparse.Namespace) -> None:
@@ -215,11 +235,24 @@ def validate_launch_args(args: argparse.Namespace) -> None:
             ``[0, --num-machines)``, ``--num-gpus`` below 1, several machines with a localhost
             or ``auto`` ``--dist-url``, or overrides that are not ``KEY VALUE`` pairs.
     """
+    _take_key_back_from_resume(args)
+    _validate_layout(args)
+    _validate_dist_url(args.dist_url, args.num_machines)
+    _validate_local_rank(args)
+    _split_cfg_options_from_opts(args)
+    _validate_opts(args.opts)
+    _cfg_option_pairs(getattr(args, "cfg_options", []))
+
+
+def _take_key_back_from_resume(args: argparse.Namespace) -> None:
     resume = args.resume
     if isinstance(resume, str) and _CONFIG_KEY.fullmatch(resume) and not os.path.exists(resume):
         # "--resume SOLVER.BASE_LR 0.1": the key is an override, not a checkpoint path.
         args.opts = [args.resume, *args.opts]
         args.resume = True
+
+
+def _validate_layout(args: argparse.Namespace) -> None:
     if args.num_gpus < 1:
         raise ConfigError(f"--num-gpus must be at least 1, got {args.num_gpus}.")
     if args.num_machines < 1:
@@ -229,13 +262,12 @@ def validate_launch_args(args: argparse.Namespace) -> None:
             f"--machine-rank {args.machine_rank} is out of range for --num-machines "
             f"{args.num_machines}: expected 0 to {args.num_machines - 1}."
         )
-    _validate_dist_url(args.dist_url, args.num_machines)
+
+
+def _validate_local_rank(args: argparse.Namespace) -> None:
     local_rank = getattr(args, "local_rank", None)
     if local_rank is not None and local_rank < 0:
         raise ConfigError(f"--local-rank must be at least 0, got {local_rank}.")
-    _split_cfg_options_from_opts(args)
-    _validate_opts(args.opts)
-    _cfg_option_pairs(getattr(args, "cfg_options", []))
 
 
 def fold_config_flags(args: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine_lib.engine.dist_env import (
+from engine_lib.engine.launch.backends import (
     DistEnv,
     detect_dist_env,
     parse_slurm_nodelist,

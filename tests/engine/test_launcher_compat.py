@@ -15,11 +15,11 @@ import pytest
 from engine_lib.config import get_cfg
 from engine_lib.engine import launch, launch_from_args
 from engine_lib.engine.arguments import default_argument_parser, fold_config_flags
-from engine_lib.engine.dist_env import (
+from engine_lib.engine.launch.backends import (
     DistEnv,
     detect_dist_env,
     slurm_master_port,
-    slurm_spawn_layout,
+    spawning_machines,
 )
 from engine_lib.utils.errors import ConfigError, ConfigKeyError
 from tests.engine.dist_helpers import free_port
@@ -318,11 +318,11 @@ def test_slurm_one_task_per_machine_rejects_contradicting_flags(monkeypatch):
     step = {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2"}
     step.update(SLURM_STEP_TASKS_PER_NODE="1(x2)", SLURM_STEP_NODELIST="n[1-2]")
     step.update(SLURM_LOCALID="0", SLURM_PROCID="1")
-    machines = slurm_spawn_layout(step, num_gpus_per_machine=8)
+    machines = spawning_machines(step, num_gpus_per_machine=8)
     assert (machines.world_size, machines.rank) == (2, 1)
     assert machines.init_method == f"tcp://n1:{slurm_master_port('7')}"
-    assert slurm_spawn_layout(step, num_gpus_per_machine=1) is None  # one task = one worker
-    assert slurm_spawn_layout(step, 8, launcher="none") is None
+    assert spawning_machines(step, num_gpus_per_machine=1) is None  # one task = one worker
+    assert spawning_machines(step, 8, launcher="none") is None
     for name in _LAUNCHER_VARS:
         monkeypatch.delenv(name, raising=False)
     for name, value in step.items():

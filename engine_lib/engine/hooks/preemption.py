@@ -9,30 +9,13 @@ from engine_lib.checkpoint import Checkpointer
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
 
+from ..launch.exit_codes import PREEMPTED_EXIT_CODE, TrainingPreempted
 from ..train_loop import HookBase
 from ._checks import check_before_save
 
 __all__ = ["PREEMPTED_EXIT_CODE", "TrainingPreempted", "PreemptionHandler", "parse_signals"]
 
 logger = logging.getLogger(__name__)
-
-#: Exit code of a run stopped by a preemption signal after saving its checkpoint. 75 is
-#: ``EX_TEMPFAIL`` of sysexits.h ("temporary failure, retry later"): distinct from a crash (1),
-#: a user error (2) and a death by signal (128 + N in a shell), so a job script can requeue
-#: exactly these runs, with ``--resume``.
-PREEMPTED_EXIT_CODE = 75
-
-
-class TrainingPreempted(SystemExit):
-    """Raised on every rank after the preemption checkpoint is saved.
-
-    A ``SystemExit`` (code :data:`PREEMPTED_EXIT_CODE`), so that it ends the process with that
-    code without being logged as a training failure; catch it to stay in the process.
-    """
-
-    def __init__(self, iteration: int) -> None:
-        super().__init__(PREEMPTED_EXIT_CODE)
-        self.iteration = iteration
 
 
 def parse_signals(names: Sequence[str]) -> tuple:

@@ -1,0 +1,122 @@
+"""What the launching process reports when a spawned worker fails.
+
+torch's ``ProcessRaisedException`` names the worker whose failure ``join`` noticed first,
+which is often a peer that died of the real failure (its connection closed); its message
+carries no rank. Here the earliest traceback is chosen as the cause and named by global
+rank. A :class:`~engine_lib.utils.errors.UserError` in a worker (a bad config value) is
+passed to the parent as a pickle, so that the user sees one line rather than a traceback:
+torch's error files hold only the traceback text.
+"""
+
+import logging
+import os
+import pickle
+from typing import Any, Callable, List, Optional, Tuple
+
+import torch.multiprocessing as mp
+
+from engine_lib.utils.errors import UserError
+
+__all__ = ["WorkerFailedError", "describe_failure", "save_user_error", "load_user_error"]
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerFailedError(RuntimeError):
+    """A process spawned by :func:`~engine_lib.engine.launch.launch` failed; the job was stopped.
+
+    The message holds the failing worker's global rank and its traceback.
+
+    Attributes:
+        rank (int): global rank of the worker that failed first.
+        pid (int): its process id.
+        index (int): its local index among the processes spawned on this machine.
+    """
+
+    def __init__(self, message: str, rank: int, pid: int, index: int = 0) -> None:
+        super().__init__(message)
+        self.rank = rank
+        self.pid = pid
+        self.index = index
+
+
+def save_user_error(error: UserError, path: str) -> None:
+    """Write ``error`` for the launching process (a plain ``UserError`` if it won't load back).
+
+    Args:
+        error (UserError): the error a worker raised.
+        path (str): a file in the directory the launching process created for the job.
+    """
+    try:
+        data = pickle.dumps(error)
+        pickle.loads(data)  # an exception with unusual arguments may not load back
+    except Exception:
+        data = pickle.dumps(UserError(str(error)))
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def load_user_error(path: str) -> Optional[UserError]:
+    """The error :func:`save_user_error` wrote at ``path``, or None if there is none."""
+    # The file was written by a worker of this job, into a directory this process created.
+    try:
+        with open(path, "rb") as f:
+            error = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+    return error if isinstance(error, UserError) else None
+
+
+def _tracebacks(error_files: List[str]) -> List[Tuple[float, int, str]]:
+    """(time written, local index, traceback) of every worker that raised, oldest first."""
+    raised = []
+    for index, path in enumerate(error_files):
+        try:
+            with open(path, "rb") as f:
+                raised.append((os.path.getmtime(path), index, pickle.load(f)))
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue
+    return sorted(raised)
+
+
+def describe_failure(
+    context: Any, error: Exception, rank_of: Callable[[int], int]
+) -> WorkerFailedError:
+    """Describe the worker that failed first, from the traceback files the workers wrote.
+
+    Args:
+        context (ProcessContext): what ``torch.multiprocessing.start_processes`` returned.
+        error (Exception): the ``ProcessRaisedException`` or ``ProcessExitedException``.
+        rank_of (callable): the global rank of a local worker index.
+
+    Returns:
+        WorkerFailedError: naming the first failure, then those that followed it.
+    """
+    raised = _tracebacks(context.error_files)
+    first = error.error_index
+    if raised and any(index == first for _, index, _ in raised):
+        # A worker that dies closes its connections, so its peers often raise too, a moment
+        # later; the earliest traceback is the cause, the others its consequence.
+        first = raised[0][1]
+    pid = context.processes[first].pid
+    worker = f"Worker with rank {rank_of(first)} (pid {pid})"
+    if raised and raised[0][1] == first:
+        message = (
+            f"{worker} raised an exception; all workers were stopped. Its traceback:"
+            f"\n\n{raised[0][2]}"
+        )
+    elif isinstance(error, mp.ProcessExitedException):
+        how = (
+            f"was killed by {error.signal_name} (out of memory?)"
+            if error.signal_name
+            else f"exited with code {error.exit_code}"
+        )
+        message = f"{worker} {how}; all workers were stopped."
+    else:
+        message = f"{worker} failed:{error}"
+    others = [(rank_of(index), tb) for _, index, tb in raised if index != first]
+    if others:
+        message += "\nAlso failed afterwards, probably as a consequence:\n" + "\n".join(
+            f"  rank {rank}: {tb.strip().splitlines()[-1]}" for rank, tb in others
+        )
+    return WorkerFailedError(message, rank=rank_of(first), pid=pid, index=first)
