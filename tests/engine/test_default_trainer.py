@@ -12,7 +12,7 @@ from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import get_cfg
 from engine_lib.data.datasets import load_digits_dicts
 from engine_lib.engine import DefaultPredictor, DefaultTrainer, default_setup, hooks
-from engine_lib.engine.trainer import _capture_rng_state, _restore_rng_state
+from engine_lib.engine.reproducibility import capture_rng_state, restore_rng_state
 from engine_lib.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -116,11 +116,11 @@ def test_resume_from_explicit_path(tmp_path):
 
 
 def test_rng_state_round_trip_is_weights_only_loadable(tmp_path):
-    state = _capture_rng_state()
+    state = capture_rng_state()
     path = tmp_path / "rng.pth"
     torch.save(state, path)
     expected = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
-    _restore_rng_state(torch.load(path, weights_only=True))
+    restore_rng_state(torch.load(path, weights_only=True))
     got = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
     assert expected[0] == got[0] and expected[1] == got[1]
     assert torch.equal(expected[2], got[2])
