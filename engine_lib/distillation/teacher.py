@@ -71,6 +71,15 @@ def build_teacher(cfg: CfgNode, base_cfg: Optional[CfgNode] = None) -> nn.Module
             f"{cfg.MODEL.HEADS.NUM_CLASSES}; they must predict the same classes"
         )
     teacher = build_model(teacher_cfg)
+    _load_teacher_weights(teacher, cfg)
+    logger.info(
+        "Distillation teacher: %s from %s, weights %s", type(teacher).__name__, path, weights
+    )
+    return teacher
+
+
+def _load_teacher_weights(teacher: nn.Module, cfg: CfgNode) -> None:
+    path, weights = cfg.KD.MODEL_CONFIG, cfg.KD.MODEL_WEIGHTS
     try:
         checkpoint = read_checkpoint(
             PathManager.get_local_path(weights), allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE
@@ -85,10 +94,6 @@ def build_teacher(cfg: CfgNode, base_cfg: Optional[CfgNode] = None) -> nn.Module
             f"KD.MODEL_WEIGHTS={weights!r} does not fit the teacher built from "
             f"KD.MODEL_CONFIG={path!r}: {e}"
         ) from e
-    logger.info(
-        "Distillation teacher: %s from %s, weights %s", type(teacher).__name__, path, weights
-    )
-    return teacher
 
 
 def build_distiller(

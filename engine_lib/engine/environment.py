@@ -128,11 +128,7 @@ def default_setup(
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info("Environment info:\n%s", collect_env_info())
     if args is not None:
-        logger.info("Command line arguments: %s", args)
-        config_file = getattr(args, "config_file", "")
-        if config_file:
-            with open(config_file) as f:
-                logger.info("Contents of config file %s:\n%s", config_file, f.read())
+        _log_command_line(args)
     cfg = resolve_seed(cfg)
     logger.info("Running with full config:\n%s", cfg.dump())
     if not defer_writes:
@@ -142,6 +138,14 @@ def default_setup(
     logger.info("Seed of this process: %d", seed)
     apply_determinism(cfg)
     return cfg
+
+
+def _log_command_line(args: argparse.Namespace) -> None:
+    logger.info("Command line arguments: %s", args)
+    config_file = getattr(args, "config_file", "")
+    if config_file:
+        with open(config_file) as f:
+            logger.info("Contents of config file %s:\n%s", config_file, f.read())
 
 
 def commit_output_dir(cfg: CfgNode) -> None:
