@@ -1,8 +1,12 @@
 """``DefaultTrainer``: a :class:`SimpleTrainer` built from a config, with the standard hooks.
 
 Research projects subclass it and override the ``build_*`` classmethods (model, data,
-evaluator, hooks); everything else (checkpointing, exact resume, evaluation, logging) comes
-with it. It is the only place in the engine that reads the config to assemble a run.
+evaluator) or hook builders; everything else (checkpointing, exact resume, evaluation,
+logging) comes with it. It assembles a run: it resolves the config once
+(:func:`~engine_lib.config.resolve_config`), builds the parts from it and registers the hooks
+of :mod:`engine_lib.engine.default_hooks`. RNG states come from
+:mod:`~engine_lib.engine.reproducibility`, the world-size arithmetic from
+:mod:`engine_lib.config.scaling`, the resume rules from :mod:`engine_lib.checkpoint.resume`.
 """
 
 import logging
@@ -64,6 +68,8 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         """
         if not logging.getLogger("engine_lib").handlers:
             setup_logger()
+        # The one resolved config (drawn seed, world size, epochs in iterations): every part
+        # below is built from it, and it is the config.yaml of the run.
         cfg, data_loader = _resolve_with_loader(cfg, self.build_train_loader)
         #: Iterations per epoch (0 if the training set has no length): see docs/epochs.md.
         self.iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
@@ -111,6 +117,7 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         self.cfg = cfg
         self.last_eval_results: Dict[str, Any] = {}
         self.register_hooks(self.build_hooks())
+        # After a default_setup that wrote the merged config: now the resolved one.
         update_dumped_config(cfg)
 
     # ------------------------------------------------------------------ resume
