@@ -17,6 +17,7 @@ import argparse
 from typing import Any, Dict
 
 from engine_lib.config import CfgNode, build_config
+from engine_lib.distillation import select_trainer
 from engine_lib.engine import (
     default_argument_parser,
     launch_from_args,
@@ -31,8 +32,13 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:
-    """Train (or only evaluate) in one process of the job."""
-    return train_or_evaluate(build_cfg(args), args)
+    """Train (or only evaluate) in one process of the job.
+
+    The trainer is ``DefaultTrainer``, or with ``KD.ENABLED`` the distillation trainer
+    (``engine_lib.distillation.select_trainer``, the one place a config key picks it).
+    """
+    cfg = build_cfg(args)
+    return train_or_evaluate(cfg, args, select_trainer(cfg, eval_only=args.eval_only))
 
 
 def run(args: argparse.Namespace) -> None:

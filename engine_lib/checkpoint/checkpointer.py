@@ -11,19 +11,19 @@ save instead of after a crash. See :mod:`engine_lib.checkpoint.serialization`.
 
 import logging
 import os
-import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
-from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
-from tabulate import tabulate
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from engine_lib.utils import comm
 from engine_lib.utils.file_io import PathManager, atomic_write
 
+from .mismatch import check_optimizer_state, format_shape, shape_table
+from .periodic_checkpointer import PeriodicCheckpointer
+from .resume import LAST_CHECKPOINT, ResumeArg, checkpoints_by_iteration, parse_resume, resume_order
 from .serialization import (
     CheckpointError,
     UnreadableCheckpointError,
@@ -31,11 +31,10 @@ from .serialization import (
     read_checkpoint,
 )
 
+# PeriodicCheckpointer lives in its own module; it is re-exported here, where it used to be.
 __all__ = ["Checkpointer", "PeriodicCheckpointer"]
 
 logger = logging.getLogger(__name__)
-
-_LAST_CHECKPOINT = "last_checkpoint"
 
 
 class Checkpointer(_FvcoreCheckpointer):
@@ -145,7 +144,7 @@ class Checkpointer(_FvcoreCheckpointer):
         Args:
             last_filename_basename (str): the checkpoint's file name inside ``save_dir``.
         """
-        with self._open_for_write(os.path.join(self.save_dir, _LAST_CHECKPOINT), "w") as f:
+        with self._open_for_write(os.path.join(self.save_dir, LAST_CHECKPOINT), "w") as f:
             f.write(last_filename_basename)
 
     def _open_for_write(self, path: str, mode: str):
@@ -219,14 +218,14 @@ class Checkpointer(_FvcoreCheckpointer):
             self.logger.error(
                 "The parameters of %s that differ from the model's:\n%s",
                 path,
-                _shape_table(shapes),
+                shape_table(shapes),
             )
             key, in_file, in_model = shapes[0]
             more = f" and {len(shapes) - 1} more (listed in the log)" if len(shapes) > 1 else ""
             raise CheckpointError(
                 f"Cannot resume from {path}: it was written by a different model (was a MODEL "
-                f"key changed since?): {key} is {_shape(in_file)} in the checkpoint, "
-                f"{_shape(in_model)} in the model{more}"
+                f"key changed since?): {key} is {format_shape(in_file)} in the checkpoint, "
+                f"{format_shape(in_model)} in the model{more}"
             )
         self._log_incompatible_keys(incompatible)
         for key in self.checkpointables if checkpointables is None else checkpointables:
@@ -236,7 +235,7 @@ class Checkpointer(_FvcoreCheckpointer):
             try:
                 self.checkpointables[key].load_state_dict(checkpoint.pop(key))
                 if isinstance(self.checkpointables[key], torch.optim.Optimizer):
-                    _check_optimizer_state(self.checkpointables[key])
+                    check_optimizer_state(self.checkpointables[key])
             except (ValueError, KeyError, TypeError, RuntimeError) as e:
                 raise CheckpointError(
                     f"Cannot restore {key!r} from checkpoint {path}: {e}. Was it written by a "
@@ -254,7 +253,7 @@ class Checkpointer(_FvcoreCheckpointer):
                 "number of classes changed; otherwise check MODEL.WEIGHTS and the config). "
                 "All other parameters were loaded.\n%s",
                 len(incompatible.incorrect_shapes),
-                _shape_table(incompatible.incorrect_shapes),
+                shape_table(incompatible.incorrect_shapes),
             )
         skipped = {key for key, _, _ in incompatible.incorrect_shapes}
         missing = [key for key in incompatible.missing_keys if key not in skipped]
@@ -263,17 +262,20 @@ class Checkpointer(_FvcoreCheckpointer):
         )
 
     # ------------------------------------------------------------------ resuming
-    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+    def resume_or_load(self, path: str, *, resume: ResumeArg = True) -> Dict[str, Any]:
         """Resume from ``save_dir`` if it has a checkpoint, else load the weights at ``path``.
 
         Resuming restores everything (model and checkpointables) from the file
         ``last_checkpoint`` names. If that file cannot be read, a warning names it and the
         newest readable older checkpoint (``model_final.pth`` and ``model_<iter>.pth``, by
         iteration) is used instead. Loading ``path`` restores the model's weights only.
+        ``resume`` may also name the checkpoint to resume from; its forms are those of
+        :func:`~engine_lib.checkpoint.resume.parse_resume`, the one definition of them.
 
         Args:
             path (str): weights to start from when not resuming (``""`` for none).
-            resume (bool): whether to resume from ``save_dir``. Default: True.
+            resume (bool or str): True or "auto": resume from ``save_dir``; False or "": load
+                ``path`` only; another string: resume from that checkpoint. Default: True.
 
         Returns:
             dict: the checkpoint's remaining entries (e.g. ``{"iteration": 999}``).
@@ -284,7 +286,10 @@ class Checkpointer(_FvcoreCheckpointer):
                 different model (a parameter's shape differs) or an optimizer state that does
                 not fit its parameters.
         """
-        if resume:
+        target = parse_resume(resume)
+        if isinstance(target, str):
+            return self.load(target, for_resume=True)
+        if target:
             candidates = self._resume_candidates()
             if candidates:
                 return self._resume_from(candidates)
@@ -312,7 +317,8 @@ class Checkpointer(_FvcoreCheckpointer):
         Returns:
             list[str]: paths sorted by iteration.
         """
-        return [path for _, path in _by_iteration(self.get_all_checkpoint_files(), file_prefix)]
+        files = self.get_all_checkpoint_files()
+        return [path for _, path in checkpoints_by_iteration(files, file_prefix)]
 
     def get_all_checkpoint_files(self) -> List[str]:
         """List all ``.pth`` files in ``save_dir`` ([] if it does not exist yet).
@@ -331,7 +337,7 @@ class Checkpointer(_FvcoreCheckpointer):
             str: its path in ``save_dir``, or ``""`` if there is no (non-empty) tag.
         """
         try:
-            with self.path_manager.open(os.path.join(self.save_dir, _LAST_CHECKPOINT)) as f:
+            with self.path_manager.open(os.path.join(self.save_dir, LAST_CHECKPOINT)) as f:
                 name = f.read().strip()
         except OSError:
             return ""
@@ -341,19 +347,12 @@ class Checkpointer(_FvcoreCheckpointer):
         """Files to try when resuming: the tagged one first, then older ones, newest first."""
         if not self.save_dir:
             return []
-        periodic = self.get_periodic_checkpoint_files()
-        order = {path: i for i, path in enumerate(periodic)}
         final = os.path.join(self.save_dir, "model_final.pth")
-        if self.path_manager.isfile(final):
-            order[final] = len(periodic)  # saved at the last iteration: newer than any
-        newest_first = sorted(order, key=order.get, reverse=True)
-        tagged = self.get_checkpoint_file()
-        if not tagged:
-            return newest_first
-        if tagged in order:
-            return [tagged] + [p for p in newest_first if order[p] < order[tagged]]
-        # A tag naming another file (e.g. model_best.pth): any of the others may follow it.
-        return [tagged] + newest_first
+        return resume_order(
+            self.get_periodic_checkpoint_files(),
+            final if self.path_manager.isfile(final) else "",
+            self.get_checkpoint_file(),
+        )
 
     def _resume_from(self, candidates: List[str]) -> Dict[str, Any]:
         first_error: Optional[UnreadableCheckpointError] = None
@@ -373,106 +372,3 @@ class Checkpointer(_FvcoreCheckpointer):
             f"No readable checkpoint to resume from in {self.save_dir} (tried {candidates}). "
             f"First error: {first_error}"
         ) from first_error
-
-
-class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
-    """Save a checkpoint every ``period`` iterations and at the last one; keep the newest few.
-
-    ``step(iteration)`` writes ``<file_prefix>_<iteration:07d>.pth`` when ``iteration + 1``
-    is a multiple of ``period`` and ``<file_prefix>_final.pth`` at ``max_iter - 1``.
-
-    Unlike fvcore's, which remembers only the files it wrote itself (so files from before a
-    resume are never deleted) and deletes from every rank, old periodic files are found on
-    disk and deleted by the process that saves. ``model_final``, ``model_best`` and the file
-    ``last_checkpoint`` names are never deleted, nor files of iterations after the current
-    one (left by an abandoned run).
-
-    Args:
-        checkpointer (Checkpointer): saves the files.
-        period (int): save every this many iterations.
-        max_iter (int | None): the number of iterations; the final checkpoint is saved at
-            ``max_iter - 1``. Default: None (no final checkpoint).
-        max_to_keep (int | None): keep at most this many periodic files; None or <= 0 keeps
-            all (as ``SOLVER.MAX_TO_KEEP``). Default: None.
-        file_prefix (str): prefix of the file names. Default: "model".
-    """
-
-    def __init__(
-        self,
-        checkpointer: Checkpointer,
-        period: int,
-        max_iter: Optional[int] = None,
-        max_to_keep: Optional[int] = None,
-        file_prefix: str = "model",
-    ) -> None:
-        if max_to_keep is not None and max_to_keep <= 0:
-            max_to_keep = None  # fvcore asserts > 0; our config spells "keep all" as 0
-        super().__init__(checkpointer, period, max_iter, max_to_keep, file_prefix)
-
-    def step(self, iteration: int, **kwargs: Any) -> None:
-        """Save if ``iteration`` is due, then delete periodic files beyond ``max_to_keep``.
-
-        Args:
-            iteration (int): the iteration just finished, in ``[0, max_iter - 1]``.
-            **kwargs: extra data to save; ``iteration`` is added.
-        """
-        iteration = int(iteration)
-        data = {"iteration": iteration, **kwargs}
-        if (iteration + 1) % self.period == 0:
-            self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **data)
-            self._delete_old(iteration)
-        if self.max_iter is not None and iteration >= self.max_iter - 1:
-            self.checkpointer.save(f"{self.file_prefix}_final", **data)
-
-    def _delete_old(self, iteration: int) -> None:
-        checkpointer = self.checkpointer
-        if self.max_to_keep is None or not checkpointer.save_to_disk or not checkpointer.save_dir:
-            return
-        periodic = _by_iteration(checkpointer.get_all_checkpoint_files(), self.file_prefix)
-        past = [path for it, path in periodic if it <= iteration]
-        protected = checkpointer.get_checkpoint_file()
-        for path in past[: -self.max_to_keep]:
-            if path == protected:
-                continue
-            try:
-                self.path_manager.rm(path)
-            except OSError as e:
-                logger.warning("Could not delete old checkpoint %s: %s", path, e)
-
-
-def _shape_table(incorrect_shapes: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]) -> str:
-    rows = [(key, _shape(in_file), _shape(in_model)) for key, in_file, in_model in incorrect_shapes]
-    return tabulate(rows, headers=["parameter", "checkpoint", "model"], tablefmt="pipe")
-
-
-def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """Raise ValueError if a restored per-parameter state does not fit its parameter.
-
-    ``Optimizer.load_state_dict`` pairs saved states with parameters by position and only
-    checks the group sizes, so a changed model or param grouping surfaces as a shape error
-    deep inside the first ``step()``; this names the parameter instead.
-    """
-    for index, group in enumerate(optimizer.param_groups):
-        for param in group["params"]:
-            for name, value in optimizer.state.get(param, {}).items():
-                if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
-                    raise ValueError(
-                        f"the optimizer state {name!r} of a parameter of group {index} has "
-                        f"shape {_shape(tuple(value.shape))}, the parameter "
-                        f"{_shape(tuple(param.shape))}"
-                    )
-
-
-def _shape(shape: Tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ")"
-
-
-def _by_iteration(paths: List[str], file_prefix: str) -> List[Tuple[int, str]]:
-    """``(iteration, path)`` of the ``<file_prefix>_<iteration>.pth`` files, oldest first."""
-    pattern = re.compile(rf"{re.escape(file_prefix)}_(\d+)\.pth")
-    found = []
-    for path in paths:
-        match = pattern.fullmatch(os.path.basename(path))
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)

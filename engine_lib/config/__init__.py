@@ -2,10 +2,13 @@
 
 from typing import Callable, Sequence
 
+from . import epochs  # noqa: F401  (registers the rules of the SOLVER length and periods)
 from .config import CfgNode
 from .configurable import configurable
 from .defaults import _C
 from .extension import add_extra_config_argument, load_config_extension
+from .resolve import resolve_config
+from .validators import register_validator, register_value_check
 
 __all__ = [
     "CfgNode",
@@ -14,6 +17,9 @@ __all__ = [
     "configurable",
     "get_cfg",
     "load_config_extension",
+    "register_validator",
+    "register_value_check",
+    "resolve_config",
 ]
 
 

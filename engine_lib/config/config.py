@@ -14,16 +14,15 @@ import contextlib
 import difflib
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
-from yacs.config import _VALID_TYPES
 
 from engine_lib.utils.errors import ConfigError, ConfigKeyError
 
-from .epochs import PERIOD_KEYS, UNSET_MAX_EPOCH, UNSET_MAX_ITER, parse_period
+from .validators import coerce_like_default, get_value_check, run_validators, value_checked_keys
 
 __all__ = ["CfgNode", "COMMAND_LINE"]
 
@@ -34,12 +33,6 @@ COMMAND_LINE = "the command line"
 
 # Maps a dotted key to the file (or COMMAND_LINE) that set it, for error messages.
 _Sources = Dict[str, str]
-
-# Alternative ways to give the length of training: a source (a file with its _BASE_ chain, or
-# the command line) that sets one of them to a positive value unsets the other, so a config
-# can switch from iterations to epochs without repeating the other key. Setting both in one
-# source is an error.
-_LENGTH_KEYS = (("MAX_ITER", UNSET_MAX_ITER), ("MAX_EPOCH", UNSET_MAX_EPOCH))
 
 
 class CfgNode(_FvcoreCfgNode):
@@ -118,12 +111,15 @@ class CfgNode(_FvcoreCfgNode):
             if not os.path.isabs(os.path.expanduser(base)):
                 base = os.path.join(os.path.dirname(path), base)
             base_content, base_sources = cls._load_with_sources(base, chain + (path,))
-            _drop_replaced_length(base_content, merged)
+            # Each file of the chain is a source of its own for the validators (a later
+            # file may replace what an earlier one set, e.g. MAX_ITER by MAX_EPOCH).
+            run_validators(base_content, merged, _describer(base_sources))
             _merge_dicts(base_content, merged)
             sources.update(base_sources)
-        _drop_replaced_length(content, merged)
+        own_sources = {key: path for key in _dotted_keys(content)}
+        run_validators(content, merged, _describer(own_sources))
         _merge_dicts(content, merged)
-        sources.update({key: path for key in _dotted_keys(content)})
+        sources.update(own_sources)
         return merged, sources
 
     # ------------------------------------------------------------------ merging
@@ -196,18 +192,19 @@ class CfgNode(_FvcoreCfgNode):
                 "This config is frozen and cannot be changed; call cfg.defrost() first "
                 "(configs are frozen after setup so a run cannot change them midway)"
             )
-        _settle_length(other, self, sources)
-        # A period may switch between an int and an "Nep" string, which yacs' type check
-        # rejects; they are validated above, so they bypass it.
-        periods = {}
-        for key in PERIOD_KEYS:
-            group, leaf = key.split(".")
-            if leaf in other.get(group, {}) and leaf in self.get(group, {}):
-                periods[(group, leaf)] = other[group].pop(leaf)
+        run_validators(other, self, _describer(sources))
+        # A key with a value check may change type (a period: an int or an "Nep" string),
+        # which yacs' type check rejects; it was checked above, so it bypasses yacs.
+        checked = []
+        for key in value_checked_keys():
+            *path, leaf = key.split(".")
+            new, old = _node_at(other, path), _node_at(self, path)
+            if new is not None and old is not None and leaf in new and leaf in old:
+                checked.append((old, leaf, new.pop(leaf)))
         # Everything else has been validated and coerced above, so yacs' own checks pass.
         _FvcoreCfgNode.merge_from_other_cfg(self, other)
-        for (group, leaf), value in periods.items():
-            self[group][leaf] = value
+        for node, leaf, value in checked:
+            node[leaf] = value
 
     # ------------------------------------------------------------------ validation
     def _check_and_coerce(
@@ -248,12 +245,9 @@ class CfgNode(_FvcoreCfgNode):
                     f"Config key '{full_key}' ({source}) takes a value of type "
                     f"{type(current).__name__} (default {current!r}), not a group of keys"
                 )
-            elif full_key in PERIOD_KEYS:
-                result[key] = _coerce_period(
-                    self._decode_cfg_value(value), current, full_key, source
-                )
             else:
-                result[key] = _coerce(self._decode_cfg_value(value), current, full_key, source)
+                check = get_value_check(full_key) or coerce_like_default
+                result[key] = check(self._decode_cfg_value(value), current, full_key, source)
         return result
 
 
@@ -361,83 +355,13 @@ def _closest_keys(full_key: str, all_keys: List[str], n: int = 3) -> List[str]:
     return close[: n + 2]
 
 
-def _coerce(value: Any, current: Any, full_key: str, source: str) -> Any:
-    """Coerce ``value`` to the type of the default ``current`` or explain the mismatch."""
-    if not isinstance(value, tuple(_VALID_TYPES)):
-        raise ConfigError(
-            f"Config key '{full_key}' ({source}) got {value!r} of type "
-            f"{type(value).__name__}; config values must be str, int, float, bool, "
-            f"list, tuple or None"
-        )
-    if value is None or current is None or type(value) is type(current):
-        return value
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
-        return type(current)(value)
-    expected = type(current).__name__
-    raise ConfigError(
-        f"Wrong type for config key '{full_key}' ({source}): expected {expected} "
-        f"(default {current!r}), got {type(value).__name__} {value!r}"
-    )
+def _describer(sources: _Sources) -> Callable[[str], str]:
+    return lambda full_key: _describe_source(sources, full_key)
 
 
-def _coerce_period(value: Any, current: Any, full_key: str, source: str) -> Any:
-    """Check a value of one of ``PERIOD_KEYS``: iterations (int) or epochs (``"5ep"``)."""
-    if isinstance(current, (list, tuple)):
-        if not isinstance(value, (list, tuple)):
-            return _coerce(value, current, full_key, source)
-        # Numeric entries are checked when the schedule is built, as before epochs existed.
-        entries = [v for v in value if isinstance(v, str)]
-        result: Any = type(current)(value)
-    else:
-        entries, result = [value], value
-    for entry in entries:
-        try:
-            parse_period(entry, full_key)
-        except ConfigError as e:
-            raise ConfigError(f"{e} ({source})") from e
-    return result
-
-
-def _is_positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _drop_replaced_length(content: Dict[str, Any], merged: Dict[str, Any]) -> None:
-    """Drop from ``merged`` the length key that ``content`` replaces by its alternative."""
-    new, old = content.get("SOLVER"), merged.get("SOLVER")
-    if not isinstance(new, dict) or not isinstance(old, dict):
-        return
-    (iter_key, _), (epoch_key, _) = _LENGTH_KEYS
-    for key, other in ((iter_key, epoch_key), (epoch_key, iter_key)):
-        if _is_positive(new.get(key)) and other not in new:
-            old.pop(other, None)
-
-
-def _settle_length(other: Dict[str, Any], current: Dict[str, Any], sources: _Sources) -> None:
-    """Unset the length key ``other`` replaces by its alternative; both in one source fail."""
-    new, old = other.get("SOLVER"), current.get("SOLVER")
-    if not isinstance(new, dict) or not isinstance(old, dict):
-        return
-    (iter_key, iter_unset), (epoch_key, epoch_unset) = _LENGTH_KEYS
-    if iter_key not in old or epoch_key not in old:
-        return
-    if _is_positive(new.get(iter_key)) and _is_positive(new.get(epoch_key)):
-        where = {_describe_source(sources, f"SOLVER.{k}") for k in (iter_key, epoch_key)}
-        raise ConfigError(
-            f"SOLVER.{iter_key}={new[iter_key]} and SOLVER.{epoch_key}={new[epoch_key]} are both "
-            f"set ({' and '.join(sorted(where))}); give the length of training in iterations "
-            f"or in epochs, not both"
-        )
-    for key, alt, unset in ((iter_key, epoch_key, epoch_unset), (epoch_key, iter_key, iter_unset)):
-        if _is_positive(new.get(key)) and alt not in new and _is_positive(old[alt]):
-            logger.info(
-                "SOLVER.%s=%s (%s) replaces SOLVER.%s=%s",
-                key,
-                new[key],
-                _describe_source(sources, f"SOLVER.{key}"),
-                alt,
-                old[alt],
-            )
-            new[alt] = unset
+def _node_at(tree: Dict[str, Any], path: List[str]) -> Optional[Dict[str, Any]]:
+    for part in path:
+        tree = tree.get(part)
+        if not isinstance(tree, dict):
+            return None
+    return tree

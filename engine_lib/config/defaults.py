@@ -265,7 +265,8 @@ _C.TEST.PRECISE_BN.ENABLED = False
 _C.TEST.PRECISE_BN.NUM_ITER = 200
 
 # ---------------------------------------------------------------------------------------
-# Knowledge distillation (engine_lib.modeling.Distiller; DefaultTrainer.build_model)
+# Knowledge distillation (engine_lib.distillation; DistillationTrainer, which tools/train_net.py
+# picks when KD.ENABLED)
 # ---------------------------------------------------------------------------------------
 _C.KD = CN()
 # Train the model (the student) against a frozen teacher's softened predictions.

@@ -13,21 +13,29 @@ fastreid), ``ceil(N / B)`` otherwise, and at least 1. ``SOLVER.ITERS_PER_EPOCH >
 the derivation (for data sets without a length, or another notion of epoch).
 """
 
+import logging
 import math
 import re
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from engine_lib.utils.errors import ConfigError
+
+from .validators import Describe, coerce_like_default, register_validator, register_value_check
 
 __all__ = [
     "PERIOD_KEYS",
     "UNSET_MAX_ITER",
     "UNSET_MAX_EPOCH",
-    "parse_period",
+    "check_period",
     "compute_iters_per_epoch",
+    "parse_period",
     "resolve_epochs",
+    "resolve_epochs_in_place",
     "scale_period",
+    "settle_training_length",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Keys that take iterations (int) or epochs (``"<number>ep"``); ``SOLVER.STEPS`` per entry.
 PERIOD_KEYS = (
@@ -118,6 +126,21 @@ def resolve_epochs(cfg: Any, iters_per_epoch: int) -> Any:
         >>> resolved.SOLVER.MAX_ITER, resolved.TEST.EVAL_PERIOD
         (220, 44)
     """
+    with cfg.edited_copy() as resolved:
+        resolve_epochs_in_place(resolved, iters_per_epoch)
+    return resolved
+
+
+def resolve_epochs_in_place(cfg: Any, iters_per_epoch: int) -> None:
+    """:func:`resolve_epochs` on a config that is not frozen, changed in place.
+
+    Args:
+        cfg (CfgNode): the config to resolve (not frozen).
+        iters_per_epoch (int): see :func:`resolve_epochs`.
+
+    Raises:
+        ConfigError: see :func:`resolve_epochs`.
+    """
     solver = cfg.SOLVER
     by_iter, by_epoch = solver.MAX_ITER > UNSET_MAX_ITER, solver.MAX_EPOCH > UNSET_MAX_EPOCH
     if by_iter == by_epoch:
@@ -143,18 +166,16 @@ def resolve_epochs(cfg: Any, iters_per_epoch: int) -> Any:
             f"{', '.join(uses_epochs)} given in epochs, but the number of iterations per epoch "
             f"is unknown (the training set has no length); set SOLVER.ITERS_PER_EPOCH"
         )
-    with cfg.edited_copy() as resolved:
-        for key, node, leaf in list(_epoch_values(resolved)):
-            value = node[leaf]
-            if isinstance(value, (list, tuple)):
-                node[leaf] = type(value)(_to_iters(v, iters_per_epoch, key) for v in value)
-            else:
-                node[leaf] = _to_iters(value, iters_per_epoch, key)
-        if by_epoch:
-            resolved.SOLVER.MAX_ITER = int(resolved.SOLVER.MAX_EPOCH * iters_per_epoch)
-            resolved.SOLVER.MAX_EPOCH = UNSET_MAX_EPOCH
-        resolved.SOLVER.ITERS_PER_EPOCH = int(iters_per_epoch)
-    return resolved
+    for key, node, leaf in list(_epoch_values(cfg)):
+        value = node[leaf]
+        if isinstance(value, (list, tuple)):
+            node[leaf] = type(value)(_to_iters(v, iters_per_epoch, key) for v in value)
+        else:
+            node[leaf] = _to_iters(value, iters_per_epoch, key)
+    if by_epoch:
+        solver.MAX_ITER = int(solver.MAX_EPOCH * iters_per_epoch)
+        solver.MAX_EPOCH = UNSET_MAX_EPOCH
+    solver.ITERS_PER_EPOCH = int(iters_per_epoch)
 
 
 def scale_period(value: Any, scale: float) -> Any:
@@ -197,3 +218,90 @@ def _epoch_values(cfg: Any) -> Iterator[Tuple[str, Any, str]]:
         values = value if isinstance(value, (list, tuple)) else [value]
         if any(isinstance(v, str) for v in values):
             yield key, node, leaf
+
+
+def check_period(value: Any, default: Any, key: str, source: str) -> Any:
+    """The value check of :data:`PERIOD_KEYS`: iterations (int) or epochs (``"5ep"``).
+
+    Registered with :func:`~engine_lib.config.validators.register_value_check`; a period may
+    switch between an int and an ``"Nep"`` string from one source to the next.
+
+    Args:
+        value: the decoded value.
+        default: the key's current value (a list or tuple for ``SOLVER.STEPS``).
+        key (str): the dotted key.
+        source (str): where the value came from.
+
+    Returns:
+        The value to store.
+
+    Raises:
+        ConfigError: naming the key, the accepted forms and the source.
+    """
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            return coerce_like_default(value, default, key, source)
+        # Numeric entries are checked when the schedule is built, as before epochs existed.
+        entries = [v for v in value if isinstance(v, str)]
+        result: Any = type(default)(value)
+    else:
+        entries, result = [value], value
+    for entry in entries:
+        try:
+            parse_period(entry, key)
+        except ConfigError as e:
+            raise ConfigError(f"{e} ({source})") from e
+    return result
+
+
+# Alternative ways to give the length of training: a source (a config file, or the command
+# line) that sets one of them to a positive value unsets the other, so a config can switch
+# from iterations to epochs without repeating the other key. Both in one source is an error.
+_LENGTH_KEYS = (("MAX_ITER", UNSET_MAX_ITER), ("MAX_EPOCH", UNSET_MAX_EPOCH))
+
+
+def settle_training_length(
+    incoming: Dict[str, Any], current: Mapping[str, Any], describe: Describe
+) -> None:
+    """The ``SOLVER`` validator: one source gives the length in iterations or in epochs.
+
+    A source that sets ``MAX_ITER`` (or ``MAX_EPOCH``) to a positive value, but not the other,
+    unsets the other (``incoming`` gets its "not set" value); setting both is an error.
+
+    Args:
+        incoming (dict): the ``SOLVER`` values of one source (edited in place).
+        current (Mapping): the ``SOLVER`` group they are merged onto.
+        describe (callable): names the source of a dotted key.
+
+    Raises:
+        ConfigError: both keys set to positive values by the source, naming both.
+    """
+    (iter_key, _), (epoch_key, _) = _LENGTH_KEYS
+    if _is_positive(incoming.get(iter_key)) and _is_positive(incoming.get(epoch_key)):
+        where = {describe(f"SOLVER.{k}") for k in (iter_key, epoch_key)}
+        raise ConfigError(
+            f"SOLVER.{iter_key}={incoming[iter_key]} and SOLVER.{epoch_key}="
+            f"{incoming[epoch_key]} are both set ({' and '.join(sorted(where))}); give the "
+            f"length of training in iterations or in epochs, not both"
+        )
+    for (key, _), (alt, unset) in (_LENGTH_KEYS, _LENGTH_KEYS[::-1]):
+        if _is_positive(incoming.get(key)) and alt not in incoming and alt in current:
+            if _is_positive(current[alt]):
+                logger.info(
+                    "SOLVER.%s=%s (%s) replaces SOLVER.%s=%s",
+                    key,
+                    incoming[key],
+                    describe(f"SOLVER.{key}"),
+                    alt,
+                    current[alt],
+                )
+            incoming[alt] = unset
+
+
+def _is_positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+for _key in PERIOD_KEYS:
+    register_value_check(_key, check_period)
+register_validator("SOLVER", settle_training_length)

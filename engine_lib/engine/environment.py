@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Set
 
 from engine_lib.config import CfgNode
 from engine_lib.utils import comm
@@ -30,7 +30,13 @@ from engine_lib.utils.logger import setup_logger
 
 from .reproducibility import apply_determinism, resolve_seed
 
-__all__ = ["default_setup", "commit_output_dir", "default_writers", "OutputDirError"]
+__all__ = [
+    "OutputDirError",
+    "commit_output_dir",
+    "default_setup",
+    "default_writers",
+    "update_dumped_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,8 @@ logger = logging.getLogger(__name__)
 # records are held back while writes are deferred.
 _ENGINE_LOGGERS = ("fvcore", "engine_lib")
 _LOGGER_NAMES = _ENGINE_LOGGERS
+# The OUTPUT_DIRs this process may write (set up without deferral, or committed).
+_OPEN_OUTPUT_DIRS: Set[str] = set()
 
 
 class OutputDirError(UserError):
@@ -120,11 +128,7 @@ def default_setup(
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info("Environment info:\n%s", collect_env_info())
     if args is not None:
-        logger.info("Command line arguments: %s", args)
-        config_file = getattr(args, "config_file", "")
-        if config_file:
-            with open(config_file) as f:
-                logger.info("Contents of config file %s:\n%s", config_file, f.read())
+        _log_command_line(args)
     cfg = resolve_seed(cfg)
     logger.info("Running with full config:\n%s", cfg.dump())
     if not defer_writes:
@@ -136,6 +140,14 @@ def default_setup(
     return cfg
 
 
+def _log_command_line(args: argparse.Namespace) -> None:
+    logger.info("Command line arguments: %s", args)
+    config_file = getattr(args, "config_file", "")
+    if config_file:
+        with open(config_file) as f:
+            logger.info("Contents of config file %s:\n%s", config_file, f.read())
+
+
 def commit_output_dir(cfg: CfgNode) -> None:
     """Finish a ``default_setup(..., defer_writes=True)``: write ``OUTPUT_DIR`` from now on.
 
@@ -144,7 +156,8 @@ def commit_output_dir(cfg: CfgNode) -> None:
     (it synchronizes them) after everything that can fail on user input has been built.
 
     Args:
-        cfg (CfgNode): the config :func:`default_setup` returned (its ``SEED`` is resolved).
+        cfg (CfgNode): the config the run uses: ``trainer.cfg`` when training (resolved:
+            seed, world size, epochs), else the one :func:`default_setup` returned.
 
     Raises:
         OutputDirError: ``OUTPUT_DIR`` cannot be created or written.
@@ -157,6 +170,21 @@ def commit_output_dir(cfg: CfgNode) -> None:
             for handler in files:
                 handler.handle(record)
     _dump_config(cfg)
+
+
+def update_dumped_config(cfg: CfgNode) -> None:
+    """Rewrite ``OUTPUT_DIR/config.yaml`` with ``cfg`` if this process may write there already.
+
+    ``DefaultTrainer`` calls it with its resolved config, so that ``config.yaml`` is the config
+    the run uses even after a :func:`default_setup` without deferral dumped the merged one.
+    While writes are deferred (or without :func:`default_setup`) it does nothing:
+    :func:`commit_output_dir` is then the one that writes ``config.yaml``.
+
+    Args:
+        cfg (CfgNode): the config to record.
+    """
+    if cfg.OUTPUT_DIR and os.path.abspath(cfg.OUTPUT_DIR) in _OPEN_OUTPUT_DIRS:
+        _dump_config(cfg)
 
 
 def _file_handlers(log: logging.Logger) -> List[logging.Handler]:
@@ -176,6 +204,8 @@ def _open_output_dir(output_dir: str, rank: int) -> None:
     with _output_dir_errors(output_dir):
         for name in _LOGGER_NAMES:
             setup_logger(output_dir or None, distributed_rank=rank, name=name)
+    if output_dir:
+        _OPEN_OUTPUT_DIRS.add(os.path.abspath(output_dir))
 
 
 def _dump_config(cfg: CfgNode) -> None:

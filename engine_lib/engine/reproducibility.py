@@ -1,26 +1,32 @@
-"""Repeatable runs: one seed for the whole job, and torch's deterministic mode.
+"""Repeatable runs: one seed for the whole job, RNG states in checkpoints, deterministic mode.
 
 ``SEED < 0`` draws a seed at start-up; every rank must use the same one (each then seeds
 ``SEED + rank``), and the dumped ``config.yaml`` must record it so that the run can be repeated.
-``DETERMINISTIC`` (``--deterministic``) turns on the deterministic kernels of cuDNN, cuBLAS
-and torch.
+A checkpoint holds every rank's RNG states (:func:`capture_rng_state`,
+:func:`restore_rng_state`), so that a resumed run draws the same random numbers as an
+uninterrupted one. ``DETERMINISTIC`` (``--deterministic``) turns on the deterministic kernels
+of cuDNN, cuBLAS and torch.
 """
 
 import logging
 import os
-from typing import MutableMapping
+import random
+from typing import Any, Dict, MutableMapping
 
+import numpy as np
 import torch
 
 from engine_lib.config import CfgNode
-from engine_lib.utils import comm
+from engine_lib.config.resolve import draw_seed
 
 __all__ = [
     "CUBLAS_WORKSPACE_CONFIG",
-    "resolve_seed",
-    "set_cublas_workspace_config",
-    "cuda_in_use",
     "apply_determinism",
+    "capture_rng_state",
+    "cuda_in_use",
+    "resolve_seed",
+    "restore_rng_state",
+    "set_cublas_workspace_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -29,9 +35,6 @@ logger = logging.getLogger(__name__)
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 # The values torch accepts as deterministic (the smaller one saves memory).
 _DETERMINISTIC_WORKSPACES = (":4096:8", ":16:8")
-
-# Drawn seeds stay below 2**31, so that SEED + rank stays in numpy's range [0, 2**32).
-_MAX_RANDOM_SEED = 2**31
 
 
 def resolve_seed(cfg: CfgNode) -> CfgNode:
@@ -50,12 +53,43 @@ def resolve_seed(cfg: CfgNode) -> CfgNode:
     """
     if cfg.SEED >= 0:
         return cfg
-    drawn = int.from_bytes(os.urandom(4), "big") % _MAX_RANDOM_SEED
-    seed = int(comm.all_gather(drawn)[0]) if comm.get_world_size() > 1 else drawn
-    logger.info("Using random seed %d; repeat with SEED %d", seed, seed)
     with cfg.edited_copy() as resolved:
-        resolved.SEED = seed
+        resolved.SEED = draw_seed()
     return resolved
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """This process's python, numpy, torch (and CUDA) RNG states, for a checkpoint.
+
+    Returns:
+        dict: plain data that ``torch.load(weights_only=True)`` accepts (the numpy key array
+        as a tensor); give it to :func:`restore_rng_state`.
+    """
+    version, mt_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state: Dict[str, Any] = {
+        "python": [version, list(mt_state), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` returned (CUDA states only where CUDA exists).
+
+    Args:
+        state (dict): one process's RNG states.
+    """
+    version, mt_state, gauss = state["python"]
+    random.setstate((version, tuple(mt_state), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def cuda_in_use(cfg: CfgNode) -> bool:

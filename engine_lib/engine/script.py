@@ -61,7 +61,8 @@ def train_or_evaluate(
     Args:
         cfg (CfgNode): the frozen config.
         args (argparse.Namespace): from ``default_argument_parser``: ``eval_only``, ``resume``.
-        trainer_cls (type): the trainer, a ``DefaultTrainer`` subclass for projects.
+        trainer_cls (type): the trainer, a ``DefaultTrainer`` subclass for projects (e.g.
+            from ``engine_lib.distillation.select_trainer``).
         extra_loggers (Sequence[str]): names of a project's loggers, set up like the engine's.
         prepare (callable, optional): called with ``cfg`` once logging is set up and before
             anything is built, e.g. to register the project's data sets.
@@ -75,16 +76,12 @@ def train_or_evaluate(
         prepare(cfg)
     check_dataset_names(cfg)
     if args.eval_only:
-        # Evaluation runs the student alone, so a distillation config needs no teacher here
-        # (nor its weights): the checkpoints hold the plain student.
-        model = trainer_cls.build_model(_without_distillation(cfg))
+        model = trainer_cls.build_model(cfg)
         checkpointer = Checkpointer(
             model, save_dir=cfg.OUTPUT_DIR, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE
         )
-        if isinstance(args.resume, str):
-            checkpointer.load(args.resume)
-        else:
-            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        # The same resume rules as training (engine_lib.checkpoint.resume).
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         commit_output_dir(cfg)
         results = trainer_cls.test(cfg, model)
         if comm.is_main_process():
@@ -92,21 +89,12 @@ def train_or_evaluate(
     else:
         trainer = trainer_cls(cfg)
         trainer.resume_or_load(resume=args.resume)
-        commit_output_dir(cfg)
+        # config.yaml records the config the trainer resolved and uses (seed, epochs, batch).
+        commit_output_dir(trainer.cfg)
         results = trainer.train()
     if comm.is_main_process() and results:
         logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))
     return results
-
-
-def _without_distillation(cfg: CfgNode) -> CfgNode:
-    if not cfg.KD.ENABLED:
-        return cfg
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.KD.ENABLED = False
-    cfg.freeze()
-    return cfg
 
 
 def launch_from_args(

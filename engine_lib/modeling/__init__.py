@@ -1,10 +1,16 @@
-"""Models: registries, ``build_model``, the built-in image classifier and distillation.
+"""Models: registries, ``build_model`` and the built-in image classifier.
 
 Importing this package registers the built-in entries (``ImageClassifier``, ``SmallCNN``,
 ``ResNet``, ``LinearHead``); a project registers its own by decorating them with
 ``META_ARCH_REGISTRY.register()`` (or the backbone / heads registry) before ``build_model``.
-``Distiller`` / ``build_distiller`` wrap a student for knowledge distillation (``KD.*``).
+
+Knowledge distillation lives in :mod:`engine_lib.distillation`. Its model names
+(``Distiller``, ``build_distiller``, ``build_teacher``, ``kd_loss``) can still be imported
+from here, as before: they are looked up on first use, so that importing the models (and the
+engine, which imports them) never loads distillation.
 """
+
+from typing import Any
 
 from .backbone import (
     BACKBONE_REGISTRY,
@@ -16,7 +22,6 @@ from .backbone import (
     load_pretrained_backbone,
 )
 from .build import META_ARCH_REGISTRY, build_model, parameter_count_table
-from .distillation import Distiller, build_distiller, build_teacher, kd_loss
 from .heads import HEADS_REGISTRY, LinearHead, build_head
 from .meta_arch import ImageClassifier
 from .norm import get_norm
@@ -26,19 +31,26 @@ __all__ = [
     "HEADS_REGISTRY",
     "META_ARCH_REGISTRY",
     "Backbone",
-    "Distiller",
     "ImageClassifier",
     "LinearHead",
     "LoadResult",
     "ResNet",
     "SmallCNN",
     "build_backbone",
-    "build_distiller",
     "build_head",
     "build_model",
-    "build_teacher",
     "get_norm",
-    "kd_loss",
     "load_pretrained_backbone",
     "parameter_count_table",
 ]
+
+# Names that moved to engine_lib.distillation, still importable from here (see the docstring).
+_MOVED_TO_DISTILLATION = ("Distiller", "build_distiller", "build_teacher", "kd_loss")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_DISTILLATION:
+        import engine_lib.distillation
+
+        return getattr(engine_lib.distillation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

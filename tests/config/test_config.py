@@ -7,7 +7,13 @@ import os
 import pytest
 import yaml
 
-from engine_lib.config import CfgNode, configurable, get_cfg
+from engine_lib.config import (
+    CfgNode,
+    configurable,
+    get_cfg,
+    register_validator,
+    register_value_check,
+)
 from engine_lib.config import defaults as defaults_module
 from engine_lib.utils.errors import ConfigError, ConfigKeyError, UserError
 
@@ -312,3 +318,29 @@ def test_shipped_configs_load():
     for path in files:
         cfg = get_cfg()
         cfg.merge_from_file(path)
+
+
+def test_rules_of_a_group_are_registered_by_its_owner(tmp_path):
+    def at_most_one_mode(incoming, current, describe):
+        if incoming.get("FAST") and incoming.get("SAFE"):
+            raise ConfigError(f"MYPROJECT.FAST and MYPROJECT.SAFE ({describe('MYPROJECT.SAFE')})")
+        if incoming.get("FAST"):
+            incoming["SAFE"] = False
+
+    def ratio(value, default, key, source):
+        if not 0 <= float(value) <= 1:
+            raise ConfigError(f"Config key '{key}' ({source}) must be in [0, 1], got {value!r}")
+        return float(value)
+
+    register_validator("MYPROJECT", at_most_one_mode)
+    register_value_check("MYPROJECT.RATIO", ratio)
+    cfg = get_cfg()
+    cfg.MYPROJECT = CfgNode({"FAST": False, "SAFE": True, "RATIO": 0.5})
+    cfg.merge_from_list(["MYPROJECT.FAST", "True", "MYPROJECT.RATIO", "1"])
+    assert (cfg.MYPROJECT.FAST, cfg.MYPROJECT.SAFE, cfg.MYPROJECT.RATIO) == (True, False, 1.0)
+    with pytest.raises(ConfigError, match=r"FAST and MYPROJECT\.SAFE \(from the command line"):
+        cfg.merge_from_list(["MYPROJECT.FAST", "True", "MYPROJECT.SAFE", "True"])
+    path = tmp_path / "p.yaml"
+    path.write_text("MYPROJECT:\n  RATIO: 2\n")
+    with pytest.raises(ConfigError, match=r"MYPROJECT\.RATIO.*p\.yaml.*\[0, 1\]"):
+        cfg.merge_from_file(str(path))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine_lib.config import get_cfg
+from engine_lib.config import get_cfg, resolve_config
 from engine_lib.config.epochs import compute_iters_per_epoch, parse_period, resolve_epochs
 from engine_lib.engine import DefaultTrainer
 from engine_lib.utils.errors import ConfigError
@@ -148,3 +148,24 @@ def test_auto_scale_leaves_epoch_values_alone():
     # The epoch-valued periods follow the doubled batch through iters_per_epoch instead.
     per_epoch = compute_iters_per_epoch(scaled, 320)
     assert per_epoch == 10 and resolve_epochs(scaled, per_epoch).SOLVER.STEPS == (20, 150)
+
+
+def test_resolve_config_settles_seed_world_size_and_epochs_in_one_step():
+    cfg = _epoch_cfg(REFERENCE_WORLD_SIZE=1, IMS_PER_BATCH=16, STEPS=("2ep", 300))
+    cfg.SEED = -1
+    cfg.freeze()
+    seen = []
+
+    def epoch_size(partial):
+        # Called once, with what a loader reads already final: the seed and the batch.
+        seen.append((partial.is_frozen(), partial.SEED >= 0, partial.SOLVER.IMS_PER_BATCH))
+        return 320
+
+    resolved = resolve_config(cfg, world_size=2, epoch_size=epoch_size)
+    assert seen == [(True, True, 32)]
+    solver = resolved.SOLVER
+    assert resolved.is_frozen() and resolved.SEED >= 0 and cfg.SEED == -1
+    assert (solver.IMS_PER_BATCH, solver.ITERS_PER_EPOCH, solver.MAX_ITER) == (32, 10, 30)
+    assert solver.STEPS == (20, 150) and solver.REFERENCE_WORLD_SIZE == 2
+    # Resolving the resolved config changes nothing (nothing left to decide).
+    assert resolve_config(resolved, world_size=2, epoch_size=lambda _: 320) == resolved

@@ -11,8 +11,15 @@ from PIL import Image
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import get_cfg
 from engine_lib.data.datasets import load_digits_dicts
-from engine_lib.engine import DefaultPredictor, DefaultTrainer, default_setup, hooks
-from engine_lib.engine.trainer import _capture_rng_state, _restore_rng_state
+from engine_lib.engine import (
+    DefaultPredictor,
+    DefaultTrainer,
+    default_argument_parser,
+    default_setup,
+    hooks,
+    train_or_evaluate,
+)
+from engine_lib.engine.reproducibility import capture_rng_state, restore_rng_state
 from engine_lib.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -116,11 +123,11 @@ def test_resume_from_explicit_path(tmp_path):
 
 
 def test_rng_state_round_trip_is_weights_only_loadable(tmp_path):
-    state = _capture_rng_state()
+    state = capture_rng_state()
     path = tmp_path / "rng.pth"
     torch.save(state, path)
     expected = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
-    _restore_rng_state(torch.load(path, weights_only=True))
+    restore_rng_state(torch.load(path, weights_only=True))
     got = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
     assert expected[0] == got[0] and expected[1] == got[1]
     assert torch.equal(expected[2], got[2])
@@ -162,3 +169,51 @@ def test_predictor_on_array_and_path(tmp_path):
         assert torch.allclose(out["scores"], from_rgb["scores"], atol=1e-6)
     assert from_rgb["scores"].shape == (10,)
     assert int(from_rgb["pred_class"]) == int(from_rgb["scores"].argmax())
+
+
+def _scheduler_states(tree):
+    """Every dict in a checkpoint that is an LR scheduler's state."""
+    if isinstance(tree, dict):
+        own = [tree] if "last_epoch" in tree and "base_lrs" in tree else []
+        return own + [s for v in tree.values() for s in _scheduler_states(v)]
+    if isinstance(tree, (list, tuple)):
+        return [s for v in tree for s in _scheduler_states(v)]
+    return []
+
+
+def test_the_lr_schedule_is_saved_once_and_old_checkpoints_with_two_copies_resume(tmp_path):
+    cfg = digits_cfg(tmp_path)
+    trainer = DefaultTrainer(cfg)
+    trainer.train()
+    checkpoint = torch.load(tmp_path / "model_0000002.pth", weights_only=True)
+    states = _scheduler_states(checkpoint)
+    assert len(states) == 1 and states[0]["last_epoch"] == 3
+    assert "scheduler" not in checkpoint  # the LRScheduler hook's state is the one copy
+
+    # A checkpoint of the former layout holds it twice (top level and hook): still resumes.
+    checkpoint["scheduler"] = dict(states[0])
+    torch.save(checkpoint, tmp_path / "old.pth")
+    resumed = DefaultTrainer(cfg)
+    resumed.resume_or_load(resume=str(tmp_path / "old.pth"))
+    assert resumed.start_iter == 3 and resumed.scheduler.last_epoch == 3
+
+
+@pytest.mark.parametrize("resume", [True, "auto"])
+def test_eval_only_follows_the_trainers_resume_rules(tmp_path, resume):
+    cfg = digits_cfg(tmp_path)
+    trained = DefaultTrainer(cfg)
+    trained.train()
+    args = default_argument_parser().parse_args(["--eval-only"])
+    args.resume = resume
+    evaluated = {}
+
+    class Recording(DefaultTrainer):
+        @classmethod
+        def test(cls, cfg, model, evaluators=None):
+            evaluated.update(model.state_dict())
+            return {}
+
+    train_or_evaluate(cfg, args, Recording)
+    final = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
+    assert evaluated.keys() == final.keys()
+    assert all(torch.equal(evaluated[k], v) for k, v in final.items())

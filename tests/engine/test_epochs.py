@@ -6,11 +6,18 @@ import os
 import re
 
 import pytest
+import torch
 
 from engine_lib.config import get_cfg
 from engine_lib.data import DatasetCatalog
 from engine_lib.data.datasets import load_digits_dicts
-from engine_lib.engine import DefaultTrainer, hooks
+from engine_lib.engine import (
+    DefaultTrainer,
+    default_argument_parser,
+    default_setup,
+    hooks,
+    train_or_evaluate,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = "digits_epochs_tiny"  # 44 samples: with a batch of 8, 5 iterations per epoch (floor)
@@ -130,3 +137,39 @@ def test_grad_accumulation_counts_samples_per_optimizer_step(tmp_path):
     # 44 samples / (8 x 2) per step = 2 iterations per epoch (floor: DROP_LAST).
     assert (trainer.iters_per_epoch, trainer.max_iter) == (2, 6)
     assert trainer.cfg.TEST.EVAL_PERIOD == 4 and trainer.cfg.SOLVER.CHECKPOINT_PERIOD == 2
+
+
+def _dumped(output_dir):
+    dumped = get_cfg()
+    dumped.merge_from_file(os.path.join(output_dir, "config.yaml"))
+    return dumped
+
+
+def test_config_yaml_is_the_resolved_config_the_trainer_uses(tmp_path):
+    # A drawn seed, a length and periods in epochs: all resolved once, used and dumped.
+    cfg = tiny_cfg(tmp_path, "SEED", "-1", "SOLVER.MAX_EPOCH", "1", "TEST.EVAL_PERIOD", "0")
+    args = default_argument_parser().parse_args([])
+    captured = {}
+
+    class Recording(DefaultTrainer):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            captured["cfg"] = self.cfg
+
+    train_or_evaluate(cfg, args, Recording)
+    used = captured["cfg"]
+    assert used.SEED >= 0 and used.SOLVER.MAX_ITER == 5 and used.SOLVER.WARMUP_ITERS == 5
+    assert _dumped(tmp_path) == used
+    # The sampler of the run drew from the dumped seed.
+    trainer_sampler_seed = torch.load(os.path.join(tmp_path, "model_final.pth"), weights_only=True)[
+        "trainer"
+    ]["sampler"]["seed"]
+    assert trainer_sampler_seed == used.SEED
+
+
+def test_config_yaml_after_a_plain_default_setup_is_the_resolved_one(tmp_path):
+    # The research-code path: default_setup (writes at once), then the trainer.
+    cfg = default_setup(tiny_cfg(tmp_path, "SEED", "-1"))
+    trainer = DefaultTrainer(cfg)
+    assert trainer.cfg.SOLVER.MAX_ITER == 15
+    assert _dumped(tmp_path) == trainer.cfg

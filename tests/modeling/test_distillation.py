@@ -1,4 +1,8 @@
-"""Knowledge distillation: the KD loss, the Distiller, teacher building and the EMA teacher."""
+"""Knowledge distillation: the KD loss, the Distiller, teacher building and the EMA teacher.
+
+The model names are imported from ``engine_lib.modeling``, their old path, which must keep
+working; the trainer comes from ``engine_lib.distillation``.
+"""
 
 import itertools
 
@@ -8,6 +12,7 @@ import torch.nn.functional as F
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import get_cfg
+from engine_lib.distillation import DistillationTrainer, ema_teacher_hook, select_trainer
 from engine_lib.engine import DefaultTrainer, SimpleTrainer, hooks
 from engine_lib.modeling import Distiller, build_distiller, build_model, kd_loss
 from engine_lib.solver import build_optimizer
@@ -118,8 +123,9 @@ def test_build_distiller_loads_the_teacher_and_reports_bad_kd_config(tmp_path):
     cfg.KD.ENABLED = True
     cfg.KD.MODEL_CONFIG, cfg.KD.MODEL_WEIGHTS = config, weights
     cfg.KD.TEMPERATURE = 3.0
-    model = DefaultTrainer.build_model(cfg)
+    model = DistillationTrainer.build_model(cfg)
     assert isinstance(model, Distiller) and model.temperature == 3.0
+    assert not isinstance(DefaultTrainer.build_model(cfg), Distiller)  # the core knows no KD
     for k, v in saved.state_dict().items():
         assert torch.equal(model.teacher.state_dict()[k], v), k
 
@@ -155,7 +161,7 @@ class _EMATeacherTrainer(SimpleTrainer):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         super().__init__(model, itertools.repeat(_batch()), optimizer)
         self.checkpointer = Checkpointer(model, str(out_dir), optimizer=optimizer, trainer=self)
-        self.ema = hooks.EMATeacher(model, momentum)
+        self.ema = ema_teacher_hook(model, momentum)
         self.register_hooks([self.ema, hooks.PeriodicCheckpointer(self.checkpointer, period=2)])
 
 
@@ -190,7 +196,27 @@ def test_ema_teacher_follows_the_student_and_survives_a_resume(tmp_path):
     with pytest.raises(RuntimeError, match="EMATeacher"):
         build_distiller(cfg, build_model(cfg))(_batch())
     with pytest.raises(ConfigError, match="EMA teacher"):
-        hooks.EMATeacher(build_model(cfg))
+        ema_teacher_hook(build_model(cfg))
+    with pytest.raises(ConfigError, match="already has"):
+        ema_teacher_hook(trainer.model)
+
+
+def test_ema_teacher_hook_takes_plain_modules():
+    torch.manual_seed(0)
+    student = build_model(_cfg())
+    teacher = build_model(_cfg()).requires_grad_(False)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    trainer = SimpleTrainer(student, itertools.repeat(_batch()), optimizer)
+    hook = hooks.EMATeacher(student, teacher, momentum=0.0)  # momentum 0: a copy each step
+    trainer.register_hooks([hook])
+    trainer.train(0, 2)
+    for k, v in student.state_dict().items():
+        assert torch.equal(teacher.state_dict()[k], v), k
+    assert hook.num_updates == 2
+    with pytest.raises(ValueError, match=r"momentum=1\.0"):
+        hooks.EMATeacher(student, teacher, momentum=1.0)
+    with pytest.raises(ValueError, match="differ in"):
+        hooks.EMATeacher(student, build_model(_cfg(width=4)).head)
 
 
 def test_lr_factors_and_frozen_layers_name_the_students_modules_under_kd(tmp_path):
@@ -208,7 +234,8 @@ def test_lr_factors_and_frozen_layers_name_the_students_modules_under_kd(tmp_pat
     teacher_cfg = _cfg(width=4, classes=10)
     (tmp_path / "teacher.yaml").write_text(teacher_cfg.dump())
     Checkpointer(_model(teacher_cfg, 7), str(tmp_path)).save("teacher")
-    trainer = DefaultTrainer(cfg)
+    trainer = select_trainer(cfg)(cfg)
+    assert type(trainer) is DistillationTrainer
     head = {id(p) for p in trainer.model.student.head.parameters()}
     base = {  # (in the head, LR before warmup) of every param group
         (all(id(p) in head for p in group["params"]), group["initial_lr"])
@@ -219,3 +246,18 @@ def test_lr_factors_and_frozen_layers_name_the_students_modules_under_kd(tmp_pat
     trainer.train()
     after = list(trainer.model.student.backbone.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after))  # "backbone" stayed frozen
+
+
+def test_select_trainer_brings_distillation_in_only_for_training_with_kd():
+    cfg = _cfg()
+    assert select_trainer(cfg) is DefaultTrainer
+    cfg.KD.ENABLED = True
+    assert select_trainer(cfg) is DistillationTrainer
+    assert select_trainer(cfg, eval_only=True) is DefaultTrainer
+
+    class ProjectTrainer(DefaultTrainer):
+        pass
+
+    combined = select_trainer(cfg, ProjectTrainer)
+    assert issubclass(combined, DistillationTrainer) and issubclass(combined, ProjectTrainer)
+    assert select_trainer(cfg, combined) is combined

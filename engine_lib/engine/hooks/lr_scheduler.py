@@ -17,7 +17,12 @@ class LRScheduler(HookBase):
 
     "lr" is the LR used in the iteration, of the param group with the most parameters (the
     "main" LR, rather than e.g. a bias group's), read from ``optimizer.param_groups`` as a
-    python float: no device sync. The hook's state is the scheduler's.
+    python float: no device sync.
+
+    The hook's state is the scheduler's, and it is the one place a checkpoint stores it (as
+    in detectron2): ``DefaultTrainer`` does not also give the scheduler to its checkpointer.
+    A checkpoint of an older version that holds it in both places still resumes; its
+    top-level ``"scheduler"`` entry is left unused.
 
     Args:
         optimizer (torch.optim.Optimizer, optional): default: ``trainer.optimizer``.

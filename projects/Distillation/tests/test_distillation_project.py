@@ -6,6 +6,7 @@ import os
 import torch
 
 from engine_lib.config import get_cfg
+from engine_lib.distillation import DistillationTrainer
 from engine_lib.engine import (
     DefaultPredictor,
     DefaultTrainer,
@@ -58,7 +59,7 @@ def test_distillation_lowers_the_students_loss_against_the_teacher(tmp_path):
         "SOLVER.LOG_PERIOD",
         5,
     )
-    trainer = DefaultTrainer(student_cfg)
+    trainer = DistillationTrainer(student_cfg)
     trainer.train()
     loss_kd = _logged(student_dir, "loss_kd")
     assert len(loss_kd) == 8 and len(_logged(student_dir, "loss_cls")) == 8
@@ -97,9 +98,9 @@ def test_distillation_lowers_the_students_loss_against_the_teacher(tmp_path):
     assert 0.0 <= results["classification"]["top1"] <= 100.0
 
 
-def test_the_default_trainer_registers_the_ema_teacher_before_the_checkpointer(tmp_path):
+def test_the_distillation_trainer_registers_the_ema_teacher_before_the_checkpointer(tmp_path):
     cfg = _cfg("student_ema_teacher.yaml", tmp_path, "SOLVER.MAX_ITER", 3)
-    trainer = DefaultTrainer(cfg)
+    trainer = DistillationTrainer(cfg)
     names = [type(h).__name__ for h in trainer.hooks]
     assert names.index("LRScheduler") + 1 == names.index("EMATeacher")
     assert names.index("EMATeacher") < names.index("PeriodicCheckpointer")

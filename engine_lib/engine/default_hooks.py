@@ -1,0 +1,171 @@
+"""The default hooks of ``DefaultTrainer``: one small builder per optional hook, and the order.
+
+:class:`DefaultHookBuilders` is the part of :class:`~engine_lib.engine.DefaultTrainer` that
+chooses its hooks. Each optional hook has its own ``build_*_hook`` method, which reads the
+trainer's resolved ``cfg`` and returns the hook or None (turned off); :meth:`build_hooks`
+lists them in the order they run. A project changes one hook by overriding its builder, or
+the whole list by overriding ``build_hooks``.
+"""
+
+import contextlib
+import logging
+from typing import Any, Dict, List, Optional
+
+from torch import nn
+
+from engine_lib.utils import comm
+from engine_lib.utils.events import EventWriter
+
+from . import hooks
+from .environment import default_writers
+
+__all__ = ["DefaultHookBuilders"]
+
+logger = logging.getLogger(__name__)
+
+
+class DefaultHookBuilders:
+    """The hook builders of :class:`~engine_lib.engine.DefaultTrainer` (a mixin).
+
+    They read what the trainer sets up before it calls :meth:`build_hooks`: ``cfg`` (the
+    resolved config), ``model``, ``checkpointer``, ``max_iter``, ``iters_per_epoch`` and the
+    ``build_train_loader`` / ``test`` classmethods.
+    """
+
+    def build_hooks(self) -> List[Optional[hooks.HookBase]]:
+        """The default hooks, in the order they run at each step.
+
+        Each optional hook comes from its own ``build_*_hook`` method (None when its config
+        turns it off); override one of them to change one hook, or this method to change
+        the list.
+
+        Returns:
+            list[HookBase]: hooks; ``None`` entries are dropped by ``register_hooks``.
+        """
+        ema = self.build_ema_hook()
+        return [
+            hooks.IterationTimer(),
+            # Freezing acts on the step that follows, so it sits before anything that trains.
+            self.build_layer_freeze_hook(),
+            hooks.LRScheduler(),
+            # EMA weights are updated right after each optimizer step, before anyone saves or
+            # evaluates them.
+            ema,
+            # Precise BN statistics are recomputed before evaluation uses them.
+            self.build_precise_bn_hook(),
+            self.build_eval_hook(ema),
+            # Writers follow the evaluation, so they see its metrics, and precede every
+            # checkpoint: a checkpoint of iteration i is only written once all of iteration i
+            # is done and written, so a run killed at any instant and resumed from the newest
+            # checkpoint neither skips nor repeats an evaluation or a metrics.json line.
+            self.build_writer_hook(),
+            # The best checkpoint needs this evaluation's results, so it follows EvalHook.
+            self.build_best_checkpointer_hook(),
+            hooks.PeriodicCheckpointer(
+                self.checkpointer,
+                self.cfg.SOLVER.CHECKPOINT_PERIOD,
+                max_to_keep=self.cfg.SOLVER.MAX_TO_KEEP,
+            ),
+            # Last: on a preemption signal the iteration is completed as usual before the
+            # checkpoint and the exit, so --resume continues exactly.
+            self.build_preemption_hook(),
+        ]
+
+    # ------------------------------------------------------------------ hook builders
+    def build_layer_freeze_hook(
+        self, model: Optional[nn.Module] = None
+    ) -> Optional[hooks.HookBase]:
+        """``LayerFreeze`` of ``MODEL.FREEZE_LAYERS`` for ``MODEL.FREEZE_ITERS`` iterations.
+
+        Args:
+            model (nn.Module, optional): the model whose module names ``FREEZE_LAYERS`` gives;
+                default: the trained model (without DDP).
+        """
+        cfg = self.cfg.MODEL
+        if not (cfg.FREEZE_LAYERS and cfg.FREEZE_ITERS > 0):
+            return None
+        model = _unwrap(self.model) if model is None else model
+        return hooks.LayerFreeze(model, cfg.FREEZE_LAYERS, cfg.FREEZE_ITERS)
+
+    def build_ema_hook(self) -> Optional[hooks.EMA]:
+        """``EMA`` of the model's weights with ``MODEL.EMA.ENABLED``."""
+        if not self.cfg.MODEL.EMA.ENABLED:
+            return None
+        return hooks.EMA(_unwrap(self.model), decay=self.cfg.MODEL.EMA.DECAY)
+
+    def build_precise_bn_hook(self) -> Optional[hooks.HookBase]:
+        """``PreciseBN`` with ``TEST.PRECISE_BN.ENABLED``, for a model with BatchNorm."""
+        cfg, model = self.cfg, _unwrap(self.model)
+        if not (cfg.TEST.PRECISE_BN.ENABLED and _has_batchnorm(model)):
+            return None
+        return hooks.PreciseBN(
+            cfg.TEST.EVAL_PERIOD,
+            model,
+            # A fresh loader so that PreciseBN does not advance the training sampler.
+            self.build_train_loader(cfg),
+            cfg.TEST.PRECISE_BN.NUM_ITER,
+        )
+
+    def build_eval_hook(self, ema: Optional[hooks.EMA] = None) -> hooks.HookBase:
+        """``EvalHook`` running :meth:`test` every ``TEST.EVAL_PERIOD`` and at the end.
+
+        Args:
+            ema (EMA, optional): with ``MODEL.EMA.EVAL_WITH_EMA``, evaluation uses its
+                weights.
+        """
+        cfg, model = self.cfg, _unwrap(self.model)
+        with_ema = ema is not None and cfg.MODEL.EMA.EVAL_WITH_EMA
+
+        def evaluate() -> Dict[str, Any]:
+            with ema.apply_to(model) if with_ema else contextlib.nullcontext():
+                self.last_eval_results = self.test(cfg, model)
+            return self.last_eval_results
+
+        return hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate)
+
+    def build_writer_hook(self) -> Optional[hooks.HookBase]:
+        """``PeriodicWriter`` of :meth:`build_writers` every ``SOLVER.LOG_PERIOD``.
+
+        Every rank takes part in the metric gather; only the main process writes.
+        """
+        if not comm.is_main_process():
+            return None
+        return hooks.PeriodicWriter(self.build_writers(), period=self.cfg.SOLVER.LOG_PERIOD)
+
+    def build_best_checkpointer_hook(self) -> Optional[hooks.HookBase]:
+        """``BestCheckpointer`` with ``SOLVER.BEST_CHECKPOINT.ENABLED`` and evaluations."""
+        cfg = self.cfg
+        if not (cfg.SOLVER.BEST_CHECKPOINT.ENABLED and cfg.TEST.EVAL_PERIOD > 0):
+            return None
+        return hooks.BestCheckpointer(
+            cfg.TEST.EVAL_PERIOD,
+            self.checkpointer,
+            cfg.SOLVER.BEST_CHECKPOINT.METRIC,
+            mode=cfg.SOLVER.BEST_CHECKPOINT.MODE,
+        )
+
+    def build_preemption_hook(self) -> Optional[hooks.HookBase]:
+        """``PreemptionHandler`` for the signals of ``SOLVER.PREEMPT_SIGNALS``."""
+        cfg = self.cfg.SOLVER
+        if not cfg.PREEMPT_SIGNALS:
+            return None
+        return hooks.PreemptionHandler(
+            self.checkpointer,
+            cfg.PREEMPT_SIGNALS,
+            # With several processes the ranks agree when the losses are gathered anyway.
+            check_period=cfg.LOG_PERIOD,
+            checkpoint_period=cfg.CHECKPOINT_PERIOD,
+        )
+
+    def build_writers(self) -> List[EventWriter]:
+        """Writers used by the :class:`PeriodicWriter` hook (see :func:`default_writers`)."""
+        # With iters_per_epoch the console line shows "epoch: e/E" next to the iteration.
+        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter, self.iters_per_epoch)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
