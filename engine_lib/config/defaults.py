@@ -257,6 +257,9 @@ _C.TEST.EVAL_PERIOD = 0
 _C.TEST.IMS_PER_BATCH = 64
 # Expected results as [[task, metric, value, tolerance], ...]; checked by verify_results.
 _C.TEST.EXPECTED_RESULTS = []
+# The evaluator of each test set, by its name in engine_lib.evaluation.EVALUATOR_REGISTRY
+# (built in: ClassificationEvaluator); DefaultTrainer.build_evaluator may still be overridden.
+_C.TEST.EVALUATOR = "ClassificationEvaluator"
 
 _C.TEST.PRECISE_BN = CN()
 # Recompute BatchNorm statistics on training data before each evaluation.
@@ -285,6 +288,14 @@ _C.KD.TEMPERATURE = 4.0
 _C.KD.LOSS_WEIGHT = 1.0
 # Weight of the student's own (supervised) losses; 0 leaves them out (distillation only).
 _C.KD.STUDENT_LOSS_WEIGHT = 1.0
+
+# ---------------------------------------------------------------------------------------
+# Extra hooks
+# ---------------------------------------------------------------------------------------
+# Names in engine_lib.engine.hooks.HOOK_REGISTRY of hooks to add to DefaultTrainer's, in this
+# order, after its own and before the metric writers; each entry is built from the config,
+# e.g. ("TorchMemoryStats",). See docs/hooks.md.
+_C.HOOKS = ()
 
 # ---------------------------------------------------------------------------------------
 # Misc

@@ -13,8 +13,12 @@ from ._toy_training import DIM, ToyRegressor, batches, make_trainer
 
 
 def test_hooks_package_exports_every_hook():
-    for name in hooks.__all__:
+    # Besides the hook classes, the package exports the config-driven hook registry.
+    registry_names = {"HOOK_REGISTRY", "build_hooks_from_config"}
+    assert registry_names <= set(hooks.__all__)
+    for name in set(hooks.__all__) - registry_names:
         assert isinstance(getattr(hooks, name), type)
+        assert issubclass(getattr(hooks, name), hooks.HookBase)
     assert {"EMA", "LayerFreeze", "TorchProfiler", "PreciseBN"} <= set(hooks.__all__)
 
 

@@ -240,6 +240,12 @@ class EventStorage:
         if not values:
             return 0
         first_in_window = values[-1][1] - window_size
+        # O(1) answers for the common cases (every writer asks for every smoothed scalar at
+        # every write): all values inside the window, or one value per iteration in it.
+        if values[0][1] > first_in_window:
+            return len(values)
+        if len(values) >= window_size and values[-window_size][1] == first_in_window + 1:
+            return window_size
         count = 0
         for _, itr in reversed(values):
             if itr <= first_in_window:
