@@ -93,10 +93,13 @@ class CommonMetricPrinter(EventWriter):
                 for name, buffer in histories.items()
                 if marker in name and (marker == "loss" or "loss" not in name)
             )
-        if "time" in histories:
-            parts.append(f"time: {histories['time'].avg(self._window_size):.4f}")
-        if "data_time" in histories:
-            parts.append(f"data_time: {histories['data_time'].avg(self._window_size):.4f}")
+        for name in ("time", "data_time"):
+            if name in histories:
+                # The window's mean, then the latest value, as detectron2 prints them.
+                buffer = histories[name]
+                window = storage.count_samples(name, self._window_size)
+                parts.append(f"{name}: {buffer.avg(window):.4f}")
+                parts.append(f"last_{name}: {buffer.latest():.4f}")
         if "lr" in histories:
             parts.append(f"lr: {histories['lr'].latest():.5g}")
         if torch.cuda.is_available() and torch.cuda.is_initialized():
