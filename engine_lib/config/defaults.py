@@ -201,6 +201,13 @@ _C.SOLVER.ITERS_PER_EPOCH = 0
 # fastreid's delay: WarmupCosineLR keeps the LR constant for this many epochs from the start
 # (a shorter warmup included) before the cosine decay begins (0 = decay from the start).
 _C.SOLVER.DELAY_EPOCHS = 0
+# WarmupStepWithFixedGammaLR (detectron2's): the LR is multiplied by SOLVER.GAMMA this many
+# times, at equal intervals over training.
+_C.SOLVER.NUM_DECAYS = 3
+# Whether the schedule after the warmup runs its whole course in the iterations left after
+# the warmup (True) or is evaluated at the global iteration, as if the warmup replaced its
+# beginning (False), as detectron2's key of this name.
+_C.SOLVER.RESCALE_INTERVAL = False
 # Global batch size over all processes (each process takes IMS_PER_BATCH / world size).
 _C.SOLVER.IMS_PER_BATCH = 64
 # Save a checkpoint every this many iterations, or epochs as "<x>ep", e.g. "5ep".

@@ -26,6 +26,7 @@ from fvcore.common.param_scheduler import (
     CosineParamScheduler,
     MultiStepParamScheduler,
     ParamScheduler,
+    StepWithFixedGammaParamScheduler,
 )
 
 from engine_lib.utils.errors import ConfigError
@@ -72,6 +73,18 @@ def _cosine(cfg: Any) -> ParamScheduler:
 _cosine.supports_delay_epochs = True  # type: ignore[attr-defined]
 
 
+@LR_SCHEDULER_REGISTRY.register("WarmupStepWithFixedGammaLR")
+def _step_with_fixed_gamma(cfg: Any) -> ParamScheduler:
+    """The LR times ``GAMMA`` ``NUM_DECAYS`` times, at equal intervals (detectron2's)."""
+    solver = cfg.SOLVER
+    return StepWithFixedGammaParamScheduler(
+        base_value=1.0,
+        gamma=solver.GAMMA,
+        num_decays=solver.NUM_DECAYS,
+        num_updates=solver.MAX_ITER,
+    )
+
+
 @LR_SCHEDULER_REGISTRY.register("WarmupConstantLR")
 def _constant(cfg: Any) -> ParamScheduler:
     """The base LR throughout (after the warmup)."""
@@ -83,17 +96,20 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
 
     Built in: ``WarmupMultiStepLR`` multiplies the LR by ``GAMMA`` at each of ``STEPS``
     (steps at or beyond ``MAX_ITER`` are dropped with a warning), ``WarmupCosineLR`` decays
-    it along a half cosine to ``BASE_LR * BASE_LR_END``, ``WarmupConstantLR`` keeps it.
-    Each starts with ``WARMUP_ITERS`` iterations of ``WARMUP_METHOD`` warmup from
-    ``BASE_LR * WARMUP_FACTOR``. With ``DELAY_EPOCHS`` D > 0 (fastreid), the cosine holds
+    it along a half cosine to ``BASE_LR * BASE_LR_END``, ``WarmupStepWithFixedGammaLR``
+    multiplies it by ``GAMMA`` ``NUM_DECAYS`` times at equal intervals, ``WarmupConstantLR``
+    keeps it. Each starts with ``WARMUP_ITERS`` iterations of ``WARMUP_METHOD`` warmup from
+    ``BASE_LR * WARMUP_FACTOR`` (with ``RESCALE_INTERVAL``, the schedule runs its whole course
+    after the warmup). With ``DELAY_EPOCHS`` D > 0 (fastreid), the cosine holds
     its start value until iteration ``D * ITERS_PER_EPOCH`` and decays over the rest; as in
     fastreid the delay counts from iteration 0, so a shorter warmup is part of it.
 
     Args:
         cfg (CfgNode): the config, with periods in iterations
             (:func:`engine_lib.config.epochs.resolve_epochs`); reads
-            ``SOLVER.LR_SCHEDULER_NAME, MAX_ITER, STEPS, GAMMA, BASE_LR_END, WARMUP_FACTOR,
-            WARMUP_ITERS, WARMUP_METHOD, DELAY_EPOCHS, ITERS_PER_EPOCH``.
+            ``SOLVER.LR_SCHEDULER_NAME, MAX_ITER, STEPS, GAMMA, BASE_LR_END, NUM_DECAYS,
+            WARMUP_FACTOR, WARMUP_ITERS, WARMUP_METHOD, RESCALE_INTERVAL, DELAY_EPOCHS,
+            ITERS_PER_EPOCH``.
         optimizer (torch.optim.Optimizer): the optimizer whose LRs are scheduled.
 
     Returns:
@@ -127,6 +143,7 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
             solver.WARMUP_FACTOR,
             min(solver.WARMUP_ITERS / max_iter, 1.0),
             solver.WARMUP_METHOD,
+            rescale_interval=solver.RESCALE_INTERVAL,
         )
     return LRMultiplier(optimizer, multiplier=sched, max_iter=max_iter)
 

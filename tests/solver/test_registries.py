@@ -82,3 +82,29 @@ def test_delay_epochs_is_refused_by_schedules_that_do_not_support_it(registered)
     cfg = _cfg(LR_SCHEDULER_NAME="TestLinearLR", DELAY_EPOCHS=1, ITERS_PER_EPOCH=2)
     with pytest.raises(ConfigError, match="DELAY_EPOCHS=1.*'TestLinearLR'"):
         build_lr_scheduler(cfg, opt)
+
+
+def test_step_with_fixed_gamma_and_rescaled_warmup():
+    opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=1.0)
+    cfg = _cfg(LR_SCHEDULER_NAME="WarmupStepWithFixedGammaLR", BASE_LR=1.0, GAMMA=0.5)
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.NUM_DECAYS = 12, 3
+    sched = build_lr_scheduler(cfg, opt)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([1.0] * 3 + [0.5] * 3 + [0.25] * 3 + [0.125] * 3)
+
+    opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=1.0)
+    cfg = _cfg(LR_SCHEDULER_NAME="WarmupStepWithFixedGammaLR", BASE_LR=1.0, GAMMA=0.5)
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.NUM_DECAYS, cfg.SOLVER.WARMUP_ITERS = 12, 2, 4
+    cfg.SOLVER.WARMUP_FACTOR, cfg.SOLVER.RESCALE_INTERVAL = 1.0, True
+    sched = build_lr_scheduler(cfg, opt)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # After the 4 warmup iterations the schedule starts afresh: 8 iterations, 2 decays.
+    assert lrs[4:] == pytest.approx([1.0] * 3 + [0.5] * 3 + [0.25] * 2)
