@@ -3,7 +3,6 @@
 import logging
 import numbers
 import statistics
-import threading
 from collections import defaultdict
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -81,9 +80,6 @@ class EventStorage:
         self._prefix = ""
         self._images: List[Tuple[str, torch.Tensor, int]] = []
         self._histograms: List[Dict[str, Any]] = []
-        # Scalars may be put from a background thread (SimpleTrainer's async_write_metrics)
-        # while the writers read: puts and the multi-scalar reads hold this lock.
-        self._lock = threading.RLock()
 
     @property
     def iter(self) -> int:
@@ -143,9 +139,11 @@ class EventStorage:
                 f"smoothing_hint={smoothing_hint} now; use one value per name."
             )
         cur_iter = self._iter if cur_iter is None else int(cur_iter)
-        with self._lock:
-            self._history[name].update(value, cur_iter)
-            self._latest_scalars[name] = (value, cur_iter)
+        # No lock on this per-iteration path: scalars may be put from a background thread
+        # (SimpleTrainer's async_write_metrics) while the writers read, so the readers below
+        # work on copies, which the GIL makes atomic; the two threads put different names.
+        self._history[name].update(value, cur_iter)
+        self._latest_scalars[name] = (value, cur_iter)
 
     def put_scalars(
         self, *, smoothing_hint: bool = True, cur_iter: Optional[int] = None, **kwargs: Any
@@ -213,13 +211,11 @@ class EventStorage:
 
     def histories(self) -> Dict[str, HistoryBuffer]:
         """Return every scalar's :class:`HistoryBuffer`, by name."""
-        with self._lock:
-            return dict(self._history)
+        return dict(self._history)
 
     def latest(self) -> Dict[str, Tuple[float, int]]:
         """Return ``{name: (latest value, iteration it was put at)}`` for every scalar."""
-        with self._lock:
-            return dict(self._latest_scalars)
+        return dict(self._latest_scalars)
 
     def count_samples(self, name: str, window_size: int = 20) -> int:
         """Return how many values of ``name`` were put in its last ``window_size`` iterations.
@@ -261,12 +257,11 @@ class EventStorage:
                 iterations (see :meth:`count_samples`). Default: 20.
         """
         result = {}
-        with self._lock:
-            for name, (value, itr) in self._latest_scalars.items():
-                if self._smoothing_hints[name]:
-                    buffer = self._history[name]
-                    value = float(buffer.median(self.count_samples(name, window_size)))
-                result[name] = (value, itr)
+        for name, (value, itr) in list(self._latest_scalars.items()):
+            if self._smoothing_hints[name]:
+                buffer = self._history[name]
+                value = float(buffer.median(self.count_samples(name, window_size)))
+            result[name] = (value, itr)
         return result
 
     def smoothing_hints(self) -> Dict[str, bool]:
