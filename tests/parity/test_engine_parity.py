@@ -199,3 +199,23 @@ def test_async_write_metrics_history():
     for key in ["data_time", "total_loss"]:
         history = trainer.storage.history(key).values()
         assert [h[1] for h in history] == list(range(50))
+
+
+def test_checkpointer_given_only_the_trainer_restores_the_optimizer(tmp_path):
+    # detectron2's DefaultTrainer checkpoints the optimizer through the trainer's state.
+    model = _SimpleModel()
+    opt = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9)
+    trainer = SimpleTrainer(model, _data_loader(), opt, optimizer_in_state_dict=True)
+    checkpointer = Checkpointer(model, str(tmp_path), trainer=trainer)
+    trainer.register_hooks([hooks.PeriodicCheckpointer(checkpointer, 5)])
+    trainer.train(0, 5)
+    momentum = [s["momentum_buffer"].clone() for s in opt.state.values()]
+
+    new_model = _SimpleModel()
+    new_opt = torch.optim.SGD(new_model.parameters(), 0.1, momentum=0.9)
+    resumed = SimpleTrainer(new_model, _data_loader(), new_opt, optimizer_in_state_dict=True)
+    Checkpointer(new_model, str(tmp_path), trainer=resumed).resume_or_load("", resume=True)
+    assert resumed.iter == 4
+    restored = [s["momentum_buffer"] for s in new_opt.state.values()]
+    assert len(restored) == len(momentum)
+    assert all(torch.equal(a, b) for a, b in zip(restored, momentum))

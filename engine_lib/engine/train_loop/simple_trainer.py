@@ -66,6 +66,10 @@ class SimpleTrainer(TrainerBase):
             for the model's device when None.
         log_grad_scaler (bool): put the grad scaler's scale as ``"[metric]grad_scaler"`` at
             each gather (fp16 only). Default: False.
+        optimizer_in_state_dict (bool): include the optimizer's state in
+            :meth:`state_dict`, as detectron2 does, for a checkpointer given only the trainer;
+            by default a checkpointer is given ``optimizer=`` too (``DefaultTrainer`` does),
+            which avoids saving it twice. Default: False.
 
     Raises:
         ConfigError: for an unknown precision, a non-positive period or step count, or a
@@ -88,6 +92,7 @@ class SimpleTrainer(TrainerBase):
         precision: Union[str, torch.dtype] = "fp32",
         grad_scaler: Optional[torch.amp.GradScaler] = None,
         log_grad_scaler: bool = False,
+        optimizer_in_state_dict: bool = False,
     ) -> None:
         super().__init__()
         precision = _DTYPE_NAMES.get(precision, precision)
@@ -120,6 +125,7 @@ class SimpleTrainer(TrainerBase):
         self.async_write_metrics = async_write_metrics
         self.gather_all_iterations = gather_all_iterations
         self.log_grad_scaler = log_grad_scaler
+        self.optimizer_in_state_dict = optimizer_in_state_dict
         self.grad_accum_steps = grad_accum_steps
         self.clip_grad = clip_grad
         self.precision = precision
@@ -265,12 +271,15 @@ class SimpleTrainer(TrainerBase):
 
         Returns:
             dict: with ``"samples_consumed"`` (the number of samples pulled from the data
-            loader, for repositioning a resumable sampler) and, with fp16, ``"grad_scaler"``.
+            loader, for repositioning a resumable sampler), with fp16 ``"grad_scaler"``, and
+            with ``optimizer_in_state_dict`` ``"optimizer"``.
         """
         state = super().state_dict()
         state["samples_consumed"] = self.samples_consumed
         if self.grad_scaler is not None:
             state["grad_scaler"] = self.grad_scaler.state_dict()
+        if self.optimizer_in_state_dict:
+            state["optimizer"] = self.optimizer.state_dict()
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -281,6 +290,8 @@ class SimpleTrainer(TrainerBase):
         """
         super().load_state_dict(state)
         self.samples_consumed = int(state.get("samples_consumed", 0))
+        if "optimizer" in state:  # saved with optimizer_in_state_dict (or by detectron2)
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.grad_scaler is not None:
             if "grad_scaler" in state:
                 self.grad_scaler.load_state_dict(state["grad_scaler"])
