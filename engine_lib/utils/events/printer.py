@@ -28,7 +28,8 @@ class CommonMetricPrinter(EventWriter):
     writes' window medians, a robust estimate over the recent ~1000 iterations that costs
     microseconds per write (a median over 1000 raw values cost ~60 us). Without "time", it is
     estimated from the wall-clock time between two writes. The ETA is also put in the storage as
-    "eta_seconds". Absent metrics are left out of the line.
+    "eta_seconds". "time" and "data_time" are shown as their mean over the window and their
+    latest value ("last_time", "last_data_time"). Absent metrics are left out of the line.
     """
 
     def __init__(
