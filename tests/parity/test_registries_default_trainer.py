@@ -7,6 +7,7 @@ NEEDS THE DefaultTrainer WIRING (DefaultTrainer.build_evaluator calling
 """
 
 import json
+import logging
 import os
 
 import pytest
@@ -60,6 +61,10 @@ class _StepCounter(hooks.HookBase):
 
 @pytest.fixture
 def project():
+    # DefaultTrainer sets up the "engine_lib" logger (no propagation) when nothing did; undo it
+    # afterwards so that later tests' caplog still sees engine_lib's records.
+    engine_logger = logging.getLogger("engine_lib")
+    saved = (list(engine_logger.handlers), engine_logger.propagate, engine_logger.level)
     OPTIMIZER_REGISTRY.register("ProjectRMSprop")(
         lambda cfg, params: torch.optim.RMSprop(params, lr=cfg.SOLVER.BASE_LR)
     )
@@ -73,6 +78,7 @@ def project():
     del LR_SCHEDULER_REGISTRY._obj_map["ProjectLinearLR"]
     del EVALUATOR_REGISTRY._obj_map["ProjectSampleCounter"]
     del hooks.HOOK_REGISTRY._obj_map["ProjectStepCounter"]
+    engine_logger.handlers[:], engine_logger.propagate, engine_logger.level = saved
 
 
 def test_default_trainer_uses_the_registered_choices(project, tmp_path):
