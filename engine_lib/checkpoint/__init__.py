@@ -8,6 +8,7 @@ Everything saved in a checkpoint must be loadable with ``torch.load(weights_only
 from engine_lib.utils.file_io import atomic_write
 
 from .checkpointer import Checkpointer, PeriodicCheckpointer
+from .detection_checkpoint import DetectionCheckpointer
 from .serialization import (
     CheckpointError,
     UnreadableCheckpointError,
@@ -18,6 +19,7 @@ from .serialization import (
 __all__ = [
     "CheckpointError",
     "Checkpointer",
+    "DetectionCheckpointer",
     "PeriodicCheckpointer",
     "UnreadableCheckpointError",
     "atomic_write",

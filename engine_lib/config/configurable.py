@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 from yacs.config import CfgNode as _YacsCfgNode
 
-__all__ = ["configurable"]
+__all__ = ["MissingFromConfigError", "configurable"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,7 +49,7 @@ def _args_from_config(from_config: Callable[..., Dict[str, Any]], *args, **kwarg
     if next(iter(params), None) != "cfg":
         name = getattr(from_config, "__qualname__", repr(from_config))
         raise TypeError(f"{name} must take 'cfg' as its first argument to be used by @configurable")
-    takes_var_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    takes_var_kwargs = any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params.values())
     if takes_var_kwargs:
         built = from_config(*args, **kwargs)
         extra: Dict[str, Any] = {}
@@ -62,6 +62,29 @@ def _args_from_config(from_config: Callable[..., Dict[str, Any]], *args, **kwarg
         raise TypeError(f"{name} must return a dict of keyword arguments, got {type(built)}")
     built.update(extra)
     return built
+
+
+class MissingFromConfigError(AttributeError, TypeError):
+    """A @configurable class built from a config has no ``from_config``.
+
+    detectron2 raises ``AttributeError`` here and engine_lib used to raise ``TypeError``:
+    this is both, so either ``except`` clause catches it.
+    """
+
+
+def _from_config_of(cls: type) -> Callable[..., Dict[str, Any]]:
+    """The ``from_config`` classmethod of a class whose ``__init__`` is @configurable."""
+    try:
+        builder = cls.from_config
+    except AttributeError:
+        raise MissingFromConfigError(
+            f"{cls.__name__} uses @configurable, so it must have a 'from_config' classmethod."
+        ) from None
+    if not inspect.ismethod(builder):
+        raise TypeError(
+            f"{cls.__name__}.from_config must be a classmethod (@classmethod) for @configurable."
+        )
+    return builder
 
 
 def configurable(init_func: Optional[F] = None, *, from_config: Optional[Callable] = None):
@@ -80,21 +103,28 @@ def configurable(init_func: Optional[F] = None, *, from_config: Optional[Callabl
         with a ``CfgNode`` as first argument (or ``cfg=``) plus optional keyword overrides.
 
     Raises:
-        TypeError: ``from_config`` is missing, has no ``cfg`` argument or returns a non-dict.
+        MissingFromConfigError: (an ``AttributeError`` and a ``TypeError``) built from a
+            config, the class has no ``from_config``.
+        TypeError: ``from_config`` is not a classmethod (or, for a function, not a function),
+            has no ``cfg`` first argument or returns a non-dict; or the bare decorator is put
+            on something else than an ``__init__``.
     """
     if init_func is not None:
         if from_config is not None:
             raise TypeError("@configurable on __init__ takes no from_config; define a classmethod")
+        if not inspect.isfunction(init_func) or init_func.__name__ != "__init__":
+            raise TypeError(
+                f"@configurable without from_config= decorates an __init__, not "
+                f"{getattr(init_func, '__qualname__', init_func)!r}; for a function use "
+                "@configurable(from_config=...)."
+            )
 
         @functools.wraps(init_func)
         def wrapped_init(self, *args, **kwargs):
+            # Unlike detectron2, explicit arguments need no from_config ("objects in").
             if not _is_cfg_call(args, kwargs):
                 return init_func(self, *args, **kwargs)
-            builder = getattr(type(self), "from_config", None)
-            if builder is None or not inspect.ismethod(builder):
-                raise TypeError(
-                    f"{type(self).__name__} uses @configurable but has no from_config classmethod"
-                )
+            builder = _from_config_of(type(self))
             return init_func(self, **_args_from_config(builder, *args, **kwargs))
 
         return wrapped_init
@@ -102,6 +132,8 @@ def configurable(init_func: Optional[F] = None, *, from_config: Optional[Callabl
     if from_config is None:
         # ``@configurable()`` with no arguments on an __init__.
         return configurable
+    if not inspect.isfunction(from_config):
+        raise TypeError(f"configurable(from_config=...) takes a function, got {from_config!r}")
 
     def decorator(func: F) -> F:
         @functools.wraps(func)

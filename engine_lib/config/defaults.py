@@ -201,6 +201,13 @@ _C.SOLVER.ITERS_PER_EPOCH = 0
 # fastreid's delay: WarmupCosineLR keeps the LR constant for this many epochs from the start
 # (a shorter warmup included) before the cosine decay begins (0 = decay from the start).
 _C.SOLVER.DELAY_EPOCHS = 0
+# WarmupStepWithFixedGammaLR (detectron2's): the LR is multiplied by SOLVER.GAMMA this many
+# times, at equal intervals over training.
+_C.SOLVER.NUM_DECAYS = 3
+# Whether the schedule after the warmup runs its whole course in the iterations left after
+# the warmup (True) or is evaluated at the global iteration, as if the warmup replaced its
+# beginning (False), as detectron2's key of this name.
+_C.SOLVER.RESCALE_INTERVAL = False
 # Global batch size over all processes (each process takes IMS_PER_BATCH / world size).
 _C.SOLVER.IMS_PER_BATCH = 64
 # Save a checkpoint every this many iterations, or epochs as "<x>ep", e.g. "5ep".
@@ -257,6 +264,9 @@ _C.TEST.EVAL_PERIOD = 0
 _C.TEST.IMS_PER_BATCH = 64
 # Expected results as [[task, metric, value, tolerance], ...]; checked by verify_results.
 _C.TEST.EXPECTED_RESULTS = []
+# The evaluator of each test set, by its name in engine_lib.evaluation.EVALUATOR_REGISTRY
+# (built in: ClassificationEvaluator); DefaultTrainer.build_evaluator may still be overridden.
+_C.TEST.EVALUATOR = "ClassificationEvaluator"
 
 _C.TEST.PRECISE_BN = CN()
 # Recompute BatchNorm statistics on training data before each evaluation.
@@ -286,6 +296,14 @@ _C.KD.TEMPERATURE = 4.0
 _C.KD.LOSS_WEIGHT = 1.0
 # Weight of the student's own (supervised) losses; 0 leaves them out (distillation only).
 _C.KD.STUDENT_LOSS_WEIGHT = 1.0
+
+# ---------------------------------------------------------------------------------------
+# Extra hooks
+# ---------------------------------------------------------------------------------------
+# Names in engine_lib.engine.hooks.HOOK_REGISTRY of hooks to add to DefaultTrainer's, in this
+# order, after its own and before the metric writers; each entry is built from the config,
+# e.g. ("TorchMemoryStats",). See docs/hooks.md.
+_C.HOOKS = ()
 
 # ---------------------------------------------------------------------------------------
 # Misc

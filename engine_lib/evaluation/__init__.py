@@ -1,4 +1,5 @@
-"""Evaluation: the evaluator API, the inference loop and the classification evaluator."""
+"""Evaluation: the evaluator API, the inference loop, the classification evaluator, and
+``EVALUATOR_REGISTRY`` / ``build_evaluator`` (the evaluator ``TEST.EVALUATOR`` names)."""
 
 from .classification import ClassificationEvaluator
 from .evaluator import (
@@ -7,12 +8,15 @@ from .evaluator import (
     inference_context,
     inference_on_dataset,
 )
+from .registry import EVALUATOR_REGISTRY, build_evaluator
 from .testing import flatten_results_dict, print_csv_format, verify_results
 
 __all__ = [
+    "EVALUATOR_REGISTRY",
     "ClassificationEvaluator",
     "DatasetEvaluator",
     "DatasetEvaluators",
+    "build_evaluator",
     "flatten_results_dict",
     "inference_context",
     "inference_on_dataset",

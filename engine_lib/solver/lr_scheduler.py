@@ -3,29 +3,30 @@
 A schedule is a :class:`fvcore.common.param_scheduler.ParamScheduler`, a function of the
 fraction of training done (``where`` in [0, 1)) returning an LR multiplier.
 :class:`WarmupParamScheduler` prepends a warmup to any shape and :class:`LRMultiplier`
-applies the multiplier to the optimizer's LRs once per iteration.
+applies the multiplier to the optimizer's LRs once per iteration. ``build_lr_scheduler``
+(in :mod:`engine_lib.solver.schedules`) builds one from the config.
+
+:class:`WarmupMultiStepLR` and :class:`WarmupCosineLR` are detectron2's older closed-form
+schedulers, kept for code that constructs them directly.
 """
 
+import bisect
 import logging
-from typing import Any, Dict, List
+import math
+from typing import Any, Dict, List, Sequence
 
 import torch
 from fvcore.common.param_scheduler import (
     CompositeParamScheduler,
     ConstantParamScheduler,
-    CosineParamScheduler,
     LinearParamScheduler,
-    MultiStepParamScheduler,
     ParamScheduler,
 )
 
-from engine_lib.utils.errors import ConfigError
-
-__all__ = ["LRMultiplier", "WarmupParamScheduler", "build_lr_scheduler"]
+__all__ = ["LRMultiplier", "WarmupCosineLR", "WarmupMultiStepLR", "WarmupParamScheduler"]
 
 logger = logging.getLogger(__name__)
 
-_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR", "WarmupConstantLR")
 _WARMUP_METHODS = ("linear", "constant")
 
 
@@ -148,122 +149,103 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         return [base_lr * factor for base_lr in self.base_lrs]
 
 
-def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultiplier:
-    """Build the LR schedule named by ``SOLVER.LR_SCHEDULER_NAME``.
+def _warmup_factor(method: str, iteration: int, warmup_iters: int, warmup_factor: float) -> float:
+    """The LR factor of the warmup at ``iteration`` (1 once the warmup is over)."""
+    if iteration >= warmup_iters:
+        return 1.0
+    if method == "constant":
+        return warmup_factor
+    if method == "linear":
+        alpha = iteration / warmup_iters
+        return warmup_factor * (1.0 - alpha) + alpha
+    raise ValueError(f"Unknown warmup method {method!r}; expected one of {list(_WARMUP_METHODS)}.")
 
-    ``WarmupMultiStepLR`` multiplies the LR by ``GAMMA`` at each of ``STEPS`` (steps at or
-    beyond ``MAX_ITER`` are dropped with a warning), ``WarmupCosineLR`` decays it along a
-    half cosine to ``BASE_LR * BASE_LR_END``, ``WarmupConstantLR`` keeps it. Each starts
-    with ``WARMUP_ITERS`` iterations of ``WARMUP_METHOD`` warmup from
-    ``BASE_LR * WARMUP_FACTOR``. With ``DELAY_EPOCHS`` D > 0 (fastreid), the cosine holds
-    its start value until iteration ``D * ITERS_PER_EPOCH`` and decays over the rest; as in
-    fastreid the delay counts from iteration 0, so a shorter warmup is part of it.
+
+class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
+    """Warmup, then the LR times ``gamma`` at each milestone (detectron2's older scheduler).
+
+    Prefer ``build_lr_scheduler`` or :class:`LRMultiplier` with a
+    ``MultiStepParamScheduler``; this class is kept for code ported from detectron2.
 
     Args:
-        cfg (CfgNode): the config, with periods in iterations
-            (:func:`engine_lib.config.epochs.resolve_epochs`); reads
-            ``SOLVER.LR_SCHEDULER_NAME, MAX_ITER, STEPS, GAMMA, BASE_LR_END, WARMUP_FACTOR,
-            WARMUP_ITERS, WARMUP_METHOD, DELAY_EPOCHS, ITERS_PER_EPOCH``.
-        optimizer (torch.optim.Optimizer): the optimizer whose LRs are scheduled.
-
-    Returns:
-        LRMultiplier: the scheduler, to be stepped once per iteration.
+        optimizer (torch.optim.Optimizer): the optimizer whose LRs are set.
+        milestones (list[int]): increasing iterations at which the LR drops.
+        gamma (float): the factor of each drop. Default: 0.1.
+        warmup_factor (float): the LR factor at iteration 0. Default: 0.001.
+        warmup_iters (int): the warmup's length in iterations. Default: 1000.
+        warmup_method (str): ``"linear"`` or ``"constant"``. Default: ``"linear"``.
+        last_epoch (int): the iteration of the last step, -1 for a fresh start. Default: -1.
 
     Raises:
-        ConfigError: for an unknown schedule or warmup method, or inconsistent values.
+        ValueError: if ``milestones`` are not increasing.
     """
-    solver = cfg.SOLVER
-    name = solver.LR_SCHEDULER_NAME
-    max_iter = solver.MAX_ITER
-    if max_iter <= 0:
-        raise ConfigError(
-            f"SOLVER.MAX_ITER must be positive; got {max_iter}. With SOLVER.MAX_EPOCH, resolve "
-            f"the config first (engine_lib.config.epochs.resolve_epochs; DefaultTrainer does)."
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        milestones: Sequence[int],
+        gamma: float = 0.1,
+        warmup_factor: float = 0.001,
+        warmup_iters: int = 1000,
+        warmup_method: str = "linear",
+        last_epoch: int = -1,
+    ) -> None:
+        if list(milestones) != sorted(milestones):
+            raise ValueError(f"milestones must be increasing; got {list(milestones)}.")
+        self.milestones = list(milestones)
+        self.gamma = gamma
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        """Return the LRs of the current iteration (called by ``step()``)."""
+        factor = _warmup_factor(
+            self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor
         )
-    for key, values in (
-        ("SOLVER.WARMUP_ITERS", [solver.WARMUP_ITERS]),
-        ("SOLVER.STEPS", solver.STEPS),
-    ):
-        if any(isinstance(v, str) for v in values):
-            raise ConfigError(
-                f"{key}={tuple(values)!r} is in epochs; resolve the config to iterations first "
-                f"(engine_lib.config.epochs.resolve_epochs; DefaultTrainer does)."
-            )
-    delay = _delay_iters(solver)
-    if name == "WarmupMultiStepLR":
-        steps = _valid_steps(solver.STEPS, max_iter)
-        sched: ParamScheduler = MultiStepParamScheduler(
-            values=[solver.GAMMA**k for k in range(len(steps) + 1)],
-            milestones=steps,
-            num_updates=max_iter,
-        )
-    elif name == "WarmupCosineLR":
-        sched = CosineParamScheduler(1.0, solver.BASE_LR_END)
-        if delay > 0:
-            sched = CompositeParamScheduler(
-                [ConstantParamScheduler(1.0), sched],
-                lengths=[delay / max_iter, 1.0 - delay / max_iter],
-                interval_scaling=["rescaled", "rescaled"],
-            )
-    elif name == "WarmupConstantLR":
-        sched = ConstantParamScheduler(1.0)
-    else:
-        raise ConfigError(
-            f"SOLVER.LR_SCHEDULER_NAME: unknown schedule {name!r}; "
-            f"expected one of {list(_SCHEDULERS)}."
-        )
-    if solver.WARMUP_METHOD not in _WARMUP_METHODS:
-        raise ConfigError(
-            f"SOLVER.WARMUP_METHOD: unknown warmup method {solver.WARMUP_METHOD!r}; "
-            f"expected one of {list(_WARMUP_METHODS)}."
-        )
-    if solver.WARMUP_ITERS < 0:
-        raise ConfigError(f"SOLVER.WARMUP_ITERS must be >= 0; got {solver.WARMUP_ITERS}.")
-    if solver.WARMUP_ITERS > 0:
-        sched = WarmupParamScheduler(
-            sched,
-            solver.WARMUP_FACTOR,
-            min(solver.WARMUP_ITERS / max_iter, 1.0),
-            solver.WARMUP_METHOD,
-        )
-    return LRMultiplier(optimizer, multiplier=sched, max_iter=max_iter)
+        decay = self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch)
+        return [base_lr * factor * decay for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()
 
 
-def _delay_iters(solver: Any) -> int:
-    """``SOLVER.DELAY_EPOCHS`` in iterations, checked against the schedule and MAX_ITER."""
-    if solver.DELAY_EPOCHS <= 0:
-        return 0
-    if solver.LR_SCHEDULER_NAME != "WarmupCosineLR":
-        raise ConfigError(
-            f"SOLVER.DELAY_EPOCHS={solver.DELAY_EPOCHS} delays a cosine decay, but "
-            f"SOLVER.LR_SCHEDULER_NAME is {solver.LR_SCHEDULER_NAME!r}; use 'WarmupCosineLR' "
-            f"or set SOLVER.DELAY_EPOCHS 0."
-        )
-    if solver.ITERS_PER_EPOCH <= 0:
-        raise ConfigError(
-            f"SOLVER.DELAY_EPOCHS={solver.DELAY_EPOCHS} needs SOLVER.ITERS_PER_EPOCH, which is "
-            f"not known; resolve the config first (engine_lib.config.epochs.resolve_epochs)."
-        )
-    delay = solver.DELAY_EPOCHS * solver.ITERS_PER_EPOCH
-    if delay >= solver.MAX_ITER:
-        raise ConfigError(
-            f"SOLVER.DELAY_EPOCHS={solver.DELAY_EPOCHS} ({delay} iterations) leaves no room for "
-            f"the cosine decay in SOLVER.MAX_ITER={solver.MAX_ITER} iterations."
-        )
-    return delay
+class WarmupCosineLR(torch.optim.lr_scheduler.LRScheduler):
+    """Warmup, then a half cosine from the base LR to 0 over ``max_iters`` (detectron2's older
+    scheduler; prefer ``build_lr_scheduler``).
 
+    Args:
+        optimizer (torch.optim.Optimizer): the optimizer whose LRs are set.
+        max_iters (int): the iterations of the whole schedule.
+        warmup_factor (float): the LR factor at iteration 0. Default: 0.001.
+        warmup_iters (int): the warmup's length in iterations. Default: 1000.
+        warmup_method (str): ``"linear"`` or ``"constant"``. Default: ``"linear"``.
+        last_epoch (int): the iteration of the last step, -1 for a fresh start. Default: -1.
+    """
 
-def _valid_steps(steps: Any, max_iter: int) -> List[int]:
-    steps = [int(s) for s in steps]
-    if any(b <= a for a, b in zip(steps, steps[1:])) or any(s <= 0 for s in steps):
-        raise ConfigError(
-            f"SOLVER.STEPS: got {steps}; expected positive, strictly increasing iterations."
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_iters: int,
+        warmup_factor: float = 0.001,
+        warmup_iters: int = 1000,
+        warmup_method: str = "linear",
+        last_epoch: int = -1,
+    ) -> None:
+        self.max_iters = max_iters
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        """Return the LRs of the current iteration (called by ``step()``)."""
+        factor = _warmup_factor(
+            self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor
         )
-    kept = [s for s in steps if s < max_iter]
-    if len(kept) < len(steps):
-        logger.warning(
-            "SOLVER.STEPS %s at or beyond SOLVER.MAX_ITER=%d are ignored.",
-            steps[len(kept) :],
-            max_iter,
-        )
-    return kept
+        cosine = 0.5 * (1.0 + math.cos(math.pi * self.last_epoch / self.max_iters))
+        return [base_lr * factor * cosine for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()

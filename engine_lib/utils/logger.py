@@ -122,11 +122,13 @@ def setup_logger(
     color: bool = True,
     name: str = "engine_lib",
     abbrev_name: Optional[str] = None,
+    enable_propagation: bool = False,
+    configure_stdout: bool = True,
 ) -> logging.Logger:
     """Configure a logger: console on rank 0, a plain-text file per rank.
 
     Calling it again for the same ``name`` replaces the handlers the previous call installed,
-    so nothing is logged twice. The logger stops propagating to the root logger.
+    so nothing is logged twice. By default the logger stops propagating to the root logger.
 
     Args:
         output (str, optional): a directory (the file is ``output/log.txt``) or a file name
@@ -137,6 +139,10 @@ def setup_logger(
         name (str): the logger to configure; its children inherit it. Default: "engine_lib".
         abbrev_name (str, optional): short name shown on the console in place of ``name``;
             default: "el" for "engine_lib", else ``name``.
+        enable_propagation (bool): let records also propagate to the parent loggers (as
+            detectron2's argument). Default: False.
+        configure_stdout (bool): add the rank-0 console handler; False: only the file.
+            Default: True.
 
     Returns:
         logging.Logger: the configured logger.
@@ -146,13 +152,13 @@ def setup_logger(
     """
     log = logging.getLogger(name)
     log.setLevel(logging.DEBUG)
-    log.propagate = False
+    log.propagate = enable_propagation
     for handler in [h for h in log.handlers if getattr(h, _OWNED, False)]:
         log.removeHandler(handler)  # file handlers stay open: other loggers may share them
     if abbrev_name is None:
         abbrev_name = "el" if name == "engine_lib" else name
 
-    if distributed_rank == 0:
+    if distributed_rank == 0 and configure_stdout:
         console = _StdoutHandler()
         console.setLevel(logging.DEBUG)
         if color and _console_supports_color():

@@ -7,15 +7,23 @@ which name was probably meant.
 
 import difflib
 import logging
-from typing import Any, List
+from typing import Any, List, Optional, Union
 
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
-from engine_lib.utils.errors import UnknownNameError
+from engine_lib.utils.errors import ConfigError, UnknownNameError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "UnknownConfigNameError"]
 
 logger = logging.getLogger(__name__)
+
+
+class UnknownConfigNameError(ConfigError, UnknownNameError):
+    """A config key names something its registry does not have.
+
+    Both a :class:`ConfigError` (a bad config value) and an :class:`UnknownNameError` (a
+    ``KeyError``), so that either ``except`` clause catches it.
+    """
 
 
 class Registry(_FvcoreRegistry):
@@ -27,6 +35,29 @@ class Registry(_FvcoreRegistry):
         ... class MyBackbone(nn.Module): ...
         >>> BACKBONE_REGISTRY.get("MyBackbone")
     """
+
+    def register(self, obj: Optional[Union[Any, str]] = None) -> Any:
+        """Register ``obj`` under its ``__name__``, or return a decorator that does.
+
+        As in fvcore, plus one form: ``@REG.register("Name")`` registers the decorated
+        object under ``"Name"`` (e.g. a builder function named after what it builds).
+
+        Args:
+            obj (object or str, optional): the object; a string gives the name to register
+                the decorated object under; None: decorate.
+
+        Returns:
+            the object, or a decorator that returns it.
+        """
+        if isinstance(obj, str):
+            name = obj
+
+            def decorator(func_or_class: Any) -> Any:
+                self._do_register(name, func_or_class)
+                return func_or_class
+
+            return decorator
+        return super().register(obj)
 
     def _do_register(self, name: str, obj: Any) -> None:
         if name in self._obj_map:
@@ -68,3 +99,19 @@ class Registry(_FvcoreRegistry):
             "register() decorator, in a module that is imported before the name is looked up."
         )
         raise UnknownNameError(message)
+
+    def get_for_key(self, key: str, name: str) -> Any:
+        """Return the object registered under ``name``, which the config key ``key`` gave.
+
+        Args:
+            key (str): the config key the name came from, e.g. ``"SOLVER.OPTIMIZER"``.
+            name (str): the registered name.
+
+        Raises:
+            UnknownConfigNameError: naming the key, the value, the closest registered names
+                and every registered name.
+        """
+        try:
+            return self.get(name)
+        except UnknownNameError as e:
+            raise UnknownConfigNameError(f"{key}: {e}") from None

@@ -18,7 +18,6 @@ from typing import Any, Dict
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from metric_learning import (  # noqa: E402
-    RetrievalEvaluator,
     add_metric_learning_config,
     register_digits_query_gallery,
 )
@@ -31,7 +30,7 @@ from engine_lib.engine import (  # noqa: E402
     run_cli,
     train_or_evaluate,
 )
-from engine_lib.evaluation import DatasetEvaluator  # noqa: E402
+from engine_lib.evaluation import DatasetEvaluator, build_evaluator  # noqa: E402
 
 logger = logging.getLogger("metric_learning.train_net")
 
@@ -41,8 +40,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str) -> DatasetEvaluator:
-        """Rank-1 / Rank-5 / mAP of the query items of ``dataset_name`` against its gallery."""
-        return RetrievalEvaluator(dataset_name)
+        """The evaluator ``TEST.EVALUATOR`` names: ``RetrievalEvaluator`` in this project's
+        configs (registered by ``metric_learning``)."""
+        return build_evaluator(cfg, dataset_name)
 
 
 def setup(args: argparse.Namespace) -> CfgNode:

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import pytest
 import torch
@@ -13,8 +14,12 @@ from ._toy_training import DIM, ToyRegressor, batches, make_trainer
 
 
 def test_hooks_package_exports_every_hook():
-    for name in hooks.__all__:
+    # Besides the hook classes, the package exports the config-driven hook registry.
+    registry_names = {"HOOK_REGISTRY", "build_hooks_from_config"}
+    assert registry_names <= set(hooks.__all__)
+    for name in set(hooks.__all__) - registry_names:
         assert isinstance(getattr(hooks, name), type)
+        assert issubclass(getattr(hooks, name), hooks.HookBase)
     assert {"EMA", "LayerFreeze", "TorchProfiler", "PreciseBN"} <= set(hooks.__all__)
 
 
@@ -164,3 +169,53 @@ def test_torch_memory_stats(caplog):
     else:
         iters = [it for _, it in trainer.storage.history("max_allocated_mem").values()]
         assert iters == [1, 3]  # max_runs=2
+
+
+def test_hooks_from_config_are_built_in_order_and_checked():
+    from engine_lib.config import configurable, get_cfg
+    from engine_lib.utils.errors import ConfigError
+
+    @hooks.HOOK_REGISTRY.register()
+    class _CountSteps(hooks.HookBase):
+        @configurable
+        def __init__(self, start: int = 0):
+            self.count = start
+
+        @classmethod
+        def from_config(cls, cfg):
+            return {"start": cfg.SOLVER.MAX_ITER}
+
+        def after_step(self):
+            self.count += 1
+
+    hooks.HOOK_REGISTRY.register("_Nothing")(lambda cfg: None)
+    hooks.HOOK_REGISTRY.register("_NotAHook")(lambda cfg: "hook")
+    try:
+        cfg = get_cfg()
+        cfg.SOLVER.MAX_ITER = 100
+        cfg.HOOKS = ("_Nothing", "_CountSteps", "TorchMemoryStats")
+        built = hooks.build_hooks_from_config(cfg)
+        assert [type(h).__name__ for h in built] == ["_CountSteps", "TorchMemoryStats"]
+        trainer = make_trainer(hooks=built)
+        trainer.train(0, 3)
+        assert built[0].count == 103
+        cfg.HOOKS = ("_CountStep",)
+        with pytest.raises(ConfigError, match=r"HOOKS: .*Did you mean '_CountSteps'"):
+            hooks.build_hooks_from_config(cfg)
+        cfg.HOOKS = ("_NotAHook",)
+        with pytest.raises(TypeError, match="'_NotAHook' built str, not a HookBase"):
+            hooks.build_hooks_from_config(cfg)
+        cfg.HOOKS = ("_CountSteps", "_CountSteps")
+        with pytest.raises(ConfigError, match="listed 2 times"):
+            hooks.build_hooks_from_config(cfg)
+    finally:
+        for name in ("_CountSteps", "_Nothing", "_NotAHook"):
+            del hooks.HOOK_REGISTRY._obj_map[name]
+
+
+def test_autograd_profiler_is_a_deprecated_torch_profiler(tmp_path):
+    with pytest.warns(DeprecationWarning, match="TorchProfiler"):
+        profiler = hooks.AutogradProfiler(lambda t: t.iter == 1, str(tmp_path), use_cuda=False)
+    trainer = make_trainer(hooks=[profiler])
+    trainer.train(0, 2)
+    assert os.listdir(tmp_path) == ["profiler-trace-iter1.json"]

@@ -5,6 +5,7 @@ import gc
 import logging
 import os
 import pickle
+import threading
 
 import pytest
 import torch
@@ -458,3 +459,94 @@ def test_distributed_gather_averages_and_raises_on_every_rank(tmp_path):
         mean = (results[0]["local"][it] + results[1]["local"][it]) / 2
         assert results[0]["history"][it][0] == pytest.approx(mean, rel=1e-5)
         assert results[1]["history"][it][0] == pytest.approx(mean, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- detectron2 options
+
+
+def test_gather_all_iterations_false_records_only_gathered_iterations():
+    trainer = make_trainer(gather_metric_period=5, gather_all_iterations=False)
+    trainer.train(0, 23)
+    for name in ("total_loss", "data_time", "loss"):
+        iters = [it for _, it in trainer.storage.history(name).values()]
+        assert iters == [4, 9, 14, 19]  # detectron2: not the last iteration (22) either
+
+
+def test_total_loss_is_always_recorded_and_single_losses_keep_their_name():
+    trainer = make_trainer()
+    trainer.train(0, 3)
+    total = trainer.storage.history("total_loss").values()
+    assert total == trainer.storage.history("loss").values() and len(total) == 3
+
+
+def test_async_write_metrics_puts_every_iteration_from_a_background_thread():
+    threads = set()
+    trainer = make_trainer(gather_metric_period=4, async_write_metrics=True)
+
+    class SeeThreads(HookBase):
+        def before_train(self):
+            original = self.trainer.storage.put_scalar
+
+            def recording(*args, **kwargs):
+                threads.add(threading.current_thread().name)
+                return original(*args, **kwargs)
+
+            self.trainer.storage.put_scalar = recording
+
+    trainer.register_hooks([SeeThreads()])
+    trainer.train(0, 10)
+    assert [it for _, it in trainer.storage.history("total_loss").values()] == list(range(10))
+    assert any(name.startswith("engine_lib-metrics") for name in threads)
+    assert threading.current_thread().name not in threads
+
+
+def test_async_write_metrics_raises_a_nonfinite_loss_before_a_checkpoint(tmp_path):
+    model = ToyRegressor()
+    trainer = make_trainer(
+        model, data=batches(8, nan_at=6), gather_metric_period=20, async_write_metrics=True
+    )
+    checkpointer = Checkpointer(model, str(tmp_path), optimizer=trainer.optimizer, trainer=trainer)
+    trainer.register_hooks([hooks.PeriodicCheckpointer(checkpointer, period=4)])
+    with pytest.raises(FloatingPointError, match=r"iteration=6!"):
+        trainer.train(0, 20)
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000003.pth"]
+
+
+def test_detectron2_positional_arguments_and_dtype_precision():
+    model = ToyRegressor()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    trainer = SimpleTrainer(model, batches(8), optimizer, 5, True, False)
+    assert (trainer.gather_metric_period, trainer.zero_grad_before_forward) == (5, True)
+    amp = AMPTrainer(model, batches(8), optimizer, 2, False, None, torch.bfloat16)
+    assert amp.precision == "bf16" and amp.grad_scaler is None
+    with pytest.raises(ConfigError, match="AMPTrainer needs"):
+        AMPTrainer(model, batches(8), optimizer, precision=torch.float32)
+
+
+def test_log_grad_scaler_puts_the_scale_at_each_gather():
+    model = ToyRegressor()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    trainer = AMPTrainer(model, batches(8), optimizer, 2, log_grad_scaler=True)
+    trainer.train(0, 4)
+    values = trainer.storage.history("[metric]grad_scaler").values()
+    assert [it for _, it in values] == [1, 3] and values[-1][0] == trainer.grad_scaler.get_scale()
+
+
+def test_epoch_helpers_without_iters_per_epoch_treat_training_as_one_epoch():
+    seen = []
+
+    class Epochs(HookBase):
+        def before_step(self):
+            seen.append((self.current_epoch(), self.is_epoch_start()))
+
+        def after_step(self):
+            seen[-1] += (self.is_epoch_end(),)
+
+    trainer = make_trainer(hooks=[Epochs()])
+    assert trainer.iters_per_epoch == 0
+    trainer.train(0, 3)
+    assert seen == [(0, True, False), (0, False, False), (0, False, True)]
+    seen.clear()
+    trainer.iters_per_epoch = 2
+    trainer.train(0, 3)
+    assert seen == [(0, True, False), (0, False, True), (1, True, True)]

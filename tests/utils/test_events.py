@@ -318,3 +318,72 @@ def test_printer_eta_is_robust_to_one_slow_window(printed):
         # The median of the windows' medians: the slow window (e.g. an evaluation pause
         # counted in one step) does not move the estimate.
         assert storage.latest()["eta_seconds"][0] == pytest.approx(1.0 * (1001 - 60 - 1))
+
+
+# ---------------------------------------------------------------- windows, helpers, background
+
+
+def test_count_samples_counts_values_in_the_last_iterations():
+    with EventStorage() as storage:
+        for k in range(20):
+            storage.put_scalar("every", k, cur_iter=k)
+            if (k + 1) % 2 == 0:
+                storage.put_scalar("second", k, cur_iter=k)
+            if (k + 1) % 5 == 0:
+                storage.put_scalar("fifth", k, cur_iter=k)
+        counts = {n: storage.count_samples(n, 10) for n in ("every", "second", "fifth")}
+        assert counts == {"every": 10, "second": 5, "fifth": 2}
+        assert storage.count_samples("every", 100) == 20
+        # Smoothed values are medians over the same iterations, however often they were put.
+        latest = storage.latest_with_smoothing_hint(10)
+        assert latest["every"] == (14.5, 19) and latest["second"] == (15, 19)
+        assert latest["fifth"] == (16.5, 19)
+
+
+def test_scalars_since_last_write_reports_each_iteration_once():
+    from engine_lib.utils.events import ScalarsSinceLastWrite
+
+    new = ScalarsSinceLastWrite(window_size=1)
+    with EventStorage() as storage:
+        storage.put_scalar("a", 1.0, cur_iter=0)
+        storage.put_scalar("b", 2.0, smoothing_hint=False, cur_iter=1)
+        assert new.take(storage) == {0: {"a": 1.0}, 1: {"b": 2.0}}
+        assert new.take(storage) == {}
+        storage.put_scalar("a", 3.0, cur_iter=5)
+        storage.put_scalar("late", 4.0, cur_iter=1)  # at an iteration already written
+        assert new.take(storage) == {5: {"a": 3.0}} and new.last_write == 5
+
+
+def test_background_runner_runs_in_order_and_reraises_on_the_caller():
+    from engine_lib.utils.events import BackgroundRunner
+
+    runner = BackgroundRunner()
+    done = []
+
+    def fail():
+        raise FloatingPointError("boom")
+
+    for i in range(5):
+        runner.submit(done.append, i)
+    runner.submit(fail)
+    runner.submit(done.append, 5)
+    with pytest.raises(FloatingPointError, match="boom"):
+        runner.wait()
+    assert done == list(range(6))
+    runner.wait()  # the error was reported once
+    runner.close()
+
+
+def test_printer_shows_metric_scalars_and_has_a_logger(printed):
+    with EventStorage() as storage:
+        for _ in range(2):
+            storage.put_scalar("time", 1.0)
+            storage.put_scalar("[metric]bn_stat1", 1.0)
+            storage.put_scalar("[metric]bn_stat2", 2.0, smoothing_hint=False)
+            storage.put_scalar("accuracy", 0.5)
+            storage.step()
+        printer = CommonMetricPrinter(10)
+        assert printer.logger.name.startswith("engine_lib.utils.events")
+        printer.write()
+    assert "[metric]bn_stat1: 1" in printed[-1] and "[metric]bn_stat2: 2" in printed[-1]
+    assert "accuracy" not in printed[-1]

@@ -60,3 +60,19 @@ def test_duplicate_registration_names_both(backbones):
 
     with pytest.raises(ValueError, match="'ResNet' is already registered in the BACKBONE"):
         backbones.register(ResNet)
+
+
+def test_register_under_a_given_name_and_lookup_for_a_config_key(backbones):
+    from engine_lib.utils.errors import ConfigError
+
+    @backbones.register("Tiny")
+    def build_tiny():
+        return "tiny"
+
+    assert backbones.get("Tiny") is build_tiny and build_tiny() == "tiny"
+    assert backbones.get_for_key("MODEL.BACKBONE.NAME", "ResNet").__name__ == "ResNet"
+    with pytest.raises(ConfigError) as info:
+        backbones.get_for_key("MODEL.BACKBONE.NAME", "Tiyn")
+    message = str(info.value)
+    assert message.startswith("MODEL.BACKBONE.NAME: ") and "Did you mean 'Tiny'?" in message
+    assert isinstance(info.value, UnknownNameError)

@@ -1,7 +1,8 @@
 """The hooks of the training loop, one concept per module.
 
 Each hook is a :class:`engine_lib.engine.train_loop.HookBase`; see ``DefaultTrainer.build_hooks``
-for the standard set and the order they run in.
+for the standard set and the order they run in. ``HOOK_REGISTRY`` and
+:func:`build_hooks_from_config` add hooks named in ``cfg.HOOKS``.
 """
 
 from ..train_loop import HookBase
@@ -18,9 +19,12 @@ from .periodic_checkpointer import PeriodicCheckpointer
 from .periodic_writer import PeriodicWriter
 from .precise_bn import PreciseBN
 from .preemption import PreemptionHandler
-from .profiler import TorchProfiler
+from .profiler import AutogradProfiler, TorchProfiler
+from .registry import HOOK_REGISTRY, build_hooks_from_config
 
 __all__ = [
+    "HOOK_REGISTRY",
+    "AutogradProfiler",
     "BestCheckpointer",
     "CallbackHook",
     "EMA",
@@ -36,4 +40,5 @@ __all__ = [
     "PreemptionHandler",
     "TorchMemoryStats",
     "TorchProfiler",
+    "build_hooks_from_config",
 ]

@@ -3,6 +3,7 @@
 import logging
 import os
 import tempfile
+import warnings
 from typing import Callable, Iterable, Optional
 
 import torch
@@ -12,7 +13,7 @@ from engine_lib.utils.file_io import PathManager
 
 from ..train_loop import HookBase
 
-__all__ = ["TorchProfiler"]
+__all__ = ["AutogradProfiler", "TorchProfiler"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +98,29 @@ class TorchProfiler(HookBase):
         if self._profiler is not None:
             self._profiler.stop()
             self._profiler = None
+
+
+class AutogradProfiler(TorchProfiler):
+    """detectron2's older profiler hook, kept so ported code runs; use :class:`TorchProfiler`.
+
+    Same behaviour as :class:`TorchProfiler` writing Chrome traces, with detectron2's
+    arguments.
+
+    Args:
+        enable_predicate (callable): as in :class:`TorchProfiler`.
+        output_dir (str): as in :class:`TorchProfiler`.
+        use_cuda (bool): also profile CUDA kernels. Default: False.
+    """
+
+    def __init__(
+        self, enable_predicate: Callable[..., bool], output_dir: str, *, use_cuda: bool = False
+    ) -> None:
+        warnings.warn(
+            "AutogradProfiler is deprecated (as in detectron2); use TorchProfiler.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if use_cuda:
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        super().__init__(enable_predicate, output_dir, activities=activities)

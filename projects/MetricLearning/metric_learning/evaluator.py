@@ -7,11 +7,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from engine_lib.evaluation import DatasetEvaluator
+from engine_lib.evaluation import EVALUATOR_REGISTRY, DatasetEvaluator
 from engine_lib.utils import comm
 from engine_lib.utils.logger import create_small_table
 
-__all__ = ["RetrievalEvaluator", "retrieval_metrics"]
+__all__ = ["RetrievalEvaluator", "build_retrieval_evaluator", "retrieval_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +145,17 @@ class RetrievalEvaluator(DatasetEvaluator):
             create_small_table(metrics),
         )
         return {"retrieval": dict(metrics)}
+
+
+@EVALUATOR_REGISTRY.register("RetrievalEvaluator")
+def build_retrieval_evaluator(cfg: Any, dataset_name: str) -> RetrievalEvaluator:
+    """``TEST.EVALUATOR: RetrievalEvaluator``: Rank-1 / Rank-5 / mAP of ``dataset_name``.
+
+    Args:
+        cfg (CfgNode): the config.
+        dataset_name (str): a query/gallery test set.
+
+    Returns:
+        RetrievalEvaluator: the evaluator.
+    """
+    return RetrievalEvaluator(dataset_name)

@@ -217,3 +217,38 @@ def test_default_predictor_returns_a_unit_embedding(trained):
     output = predictor(load_digits_dicts("test")[0]["image"], format="RGB")
     assert output["embedding"].shape == (cfg.MODEL.HEADS.EMBEDDING_DIM,)
     assert output["embedding"].norm().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_project_registrations_train_without_engine_edits(tmp_path):
+    """RMSprop, WarmupLinearLR and RetrievalEvaluator come from the project's registrations."""
+    from engine_lib.evaluation import build_evaluator
+    from engine_lib.modeling import build_model
+    from engine_lib.solver import build_optimizer
+
+    rmsprop = os.path.join(PROJECT, "configs", "digits_triplet_rmsprop.yaml")
+    cfg = get_cfg()
+    add_metric_learning_config(cfg)
+    cfg.merge_from_file(rmsprop)
+    cfg.MODEL.DEVICE = "cpu"
+    assert isinstance(build_optimizer(cfg, build_model(cfg)), torch.optim.RMSprop)
+    assert isinstance(build_evaluator(cfg, "digits_query_gallery"), RetrievalEvaluator)
+
+    opts = ["SOLVER.MAX_ITER", "10", "SOLVER.WARMUP_ITERS", "0", "SOLVER.LOG_PERIOD", "5"]
+    opts += ["SOLVER.CHECKPOINT_PERIOD", "10", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(PROJECT, "train_net.py"), "--config-file", rmsprop, *opts],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"),
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(tmp_path / "metrics.json") as f:
+        metrics = [json.loads(line) for line in f]
+    lrs = {m["iteration"]: m["lr"] for m in metrics if "lr" in m}
+    # WarmupLinearLR: from BASE_LR 0.001 down to 0.001 * BASE_LR_END (0.01) over 10 iterations.
+    for it, lr in lrs.items():
+        assert lr == pytest.approx(0.001 * (1 - 0.99 * it / 10))
+    assert sorted(lrs) == [4, 9]
+    assert "retrieval/mAP" in metrics[-1]

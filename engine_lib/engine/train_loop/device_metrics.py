@@ -1,0 +1,122 @@
+"""Losses kept on the device between metric gathers, and their reduction over ranks."""
+
+import logging
+import math
+from typing import Any, List, Optional, Tuple, Union
+
+import torch
+import torch.distributed as dist
+
+from engine_lib.utils import comm
+from engine_lib.utils.events import BackgroundRunner, EventStorage
+
+__all__ = ["DeviceMetrics"]
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceMetrics:
+    """Per-iteration losses held on the device until a flush copies them to the host at once.
+
+    Each iteration only keeps references to its detached loss tensors; a flush stacks them,
+    reduces them over ranks (one collective) and copies them to the host (one copy), however
+    many iterations it covers. Each value is put into the storage at its own iteration, so the
+    histories are the same as if they had been put at every step.
+
+    With a ``background`` runner, the collective still runs on the calling (training) thread,
+    where every rank issues its collectives in the same order, but the host copy (the wait for
+    the device), the finiteness check and the storage puts run on the background thread.
+
+    Args:
+        background (BackgroundRunner, optional): where to do the host half of a flush;
+            None: on the calling thread.
+    """
+
+    def __init__(self, background: Optional[BackgroundRunner] = None) -> None:
+        # (iteration, loss names, detached losses in the same order, data time in seconds)
+        self._pending: List[Tuple[int, Tuple[str, ...], List[torch.Tensor], float]] = []
+        self._background = background
+
+    def append(
+        self, iteration: int, names: Tuple[str, ...], losses: List[torch.Tensor], data_time: float
+    ) -> None:
+        self._pending.append((iteration, names, losses, data_time))
+
+    def flush(self, storage: EventStorage, wait: bool = True) -> None:
+        """Put the pending losses (and ``total_loss``, ``data_time``) into ``storage``.
+
+        Args:
+            storage (EventStorage): where the values go.
+            wait (bool): with a background runner, wait until every earlier flush has put
+                its values (and raise its error); otherwise only raise the errors of flushes
+                that already finished. Default: True.
+
+        Raises:
+            FloatingPointError: if a loss is infinite or NaN, naming the earliest such
+                iteration; raised on every rank because the values are reduced first.
+        """
+        if self._pending:
+            pending, self._pending = self._pending, []
+            losses, data_times = _reduce(pending)
+            if self._background is None:
+                _put(storage, pending, losses, data_times)
+            else:
+                meta = [(iteration, names) for iteration, names, _, _ in pending]
+                self._background.submit(_put, storage, meta, losses, data_times)
+        if self._background is not None:
+            if wait:
+                self._background.wait()
+            else:
+                self._background.raise_errors()
+
+    def close(self) -> None:
+        """Stop the background runner, if any, after its queued flushes ran."""
+        if self._background is not None:
+            self._background.close()
+
+
+def _put(storage: EventStorage, pending: List[Tuple], losses: Any, data_times: Any) -> None:
+    """Copy the reduced values to the host and put them at their iterations."""
+    losses = losses.tolist()
+    if isinstance(data_times, torch.Tensor):
+        data_times = data_times.tolist()
+    offset, first_bad = 0, None
+    for (iteration, names, *_), data_time in zip(pending, data_times):
+        values = losses[offset : offset + len(names)]
+        offset += len(names)
+        loss_dict = dict(zip(names, values))
+        total = sum(values)
+        # As in detectron2, "total_loss" is always there; the losses are there under their
+        # own names too (detectron2 leaves a single loss out), as they always were here.
+        storage.put_scalar("total_loss", total, cur_iter=iteration)
+        if len(names) > 1 or names[0] != "total_loss":
+            for name, value in loss_dict.items():
+                storage.put_scalar(name, value, cur_iter=iteration)
+        storage.put_scalar("data_time", data_time, cur_iter=iteration)
+        if first_bad is None and not math.isfinite(total):
+            first_bad = (iteration, loss_dict)
+    if first_bad is not None:
+        raise FloatingPointError(
+            f"Loss became infinite or NaN at iteration={first_bad[0]}!\nloss_dict = {first_bad[1]}"
+        )
+
+
+def _reduce(pending: List[Tuple]) -> Tuple[torch.Tensor, Union[List[float], torch.Tensor]]:
+    """All pending losses (averaged over ranks, on the device) and data times (max over ranks)."""
+    tensors = [t for _, _, step_losses, _ in pending for t in step_losses]
+    if any(t.dtype != torch.float32 for t in tensors):
+        # bf16/fp16 losses join the float32 ones (only then: each float() is a dispatch).
+        tensors = [t.float() for t in tensors]
+    losses = torch.stack(tensors)
+    data_times = [data_time for *_, data_time in pending]
+    world_size = comm.get_world_size()
+    if world_size == 1:
+        return losses, data_times
+    # One all_gather of [losses, data times] serves both reductions: the mean loss and the
+    # slowest rank's data time, which is the one that holds the others back.
+    n = losses.numel()
+    packed = torch.cat([losses, torch.tensor(data_times, device=losses.device)])
+    gathered = [torch.empty_like(packed) for _ in range(world_size)]
+    dist.all_gather(gathered, packed)
+    stacked = torch.stack(gathered)
+    return stacked[:, :n].mean(dim=0), stacked[:, n:].amax(dim=0)

@@ -1,0 +1,29 @@
+"""Training metrics: the per-iteration :class:`EventStorage` and the writers that report it.
+
+The trainer opens an ``EventStorage``; the model, hooks and the trainer put scalars (and images
+and histograms for TensorBoard) into it; the writers (:class:`CommonMetricPrinter`,
+:class:`JSONWriter`, :class:`TensorboardXWriter`) read it only in ``write()``, which a hook calls
+every few iterations. Reading the histories is therefore confined to the writers.
+
+The package has one module per concept: ``storage`` (:class:`EventStorage`), ``writers``
+(:class:`EventWriter`, :class:`JSONWriter`, :class:`TensorboardXWriter`), ``printer``
+(:class:`CommonMetricPrinter`) and ``background`` (the ordered background thread that
+``SimpleTrainer(async_write_metrics=True)`` puts metrics from).
+"""
+
+from .background import BackgroundRunner
+from .printer import CommonMetricPrinter
+from .storage import EventStorage, get_event_storage, has_event_storage
+from .writers import EventWriter, JSONWriter, ScalarsSinceLastWrite, TensorboardXWriter
+
+__all__ = [
+    "BackgroundRunner",
+    "CommonMetricPrinter",
+    "EventStorage",
+    "EventWriter",
+    "JSONWriter",
+    "ScalarsSinceLastWrite",
+    "TensorboardXWriter",
+    "get_event_storage",
+    "has_event_storage",
+]
