@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
 
+from engine_lib.utils.periodic import every_n_iters
+
 from .resume import checkpoints_by_iteration
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
         """
         iteration = int(iteration)
         data = {"iteration": iteration, **kwargs}
-        if (iteration + 1) % self.period == 0:
+        if every_n_iters(iteration, self.period):
             self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **data)
             self._delete_old(iteration)
         if self.max_iter is not None and iteration >= self.max_iter - 1:

@@ -54,6 +54,9 @@ class DefaultHookBuilders:
             # Precise BN statistics are recomputed before evaluation uses them.
             self.build_precise_bn_hook(),
             self.build_eval_hook(ema),
+            # Hooks named in cfg.HOOKS go after the evaluation and before the writers, so
+            # the writers see what they put into the storage.
+            *hooks.build_hooks_from_config(self.cfg),
             # Writers follow the evaluation, so they see its metrics, and precede every
             # checkpoint: a checkpoint of iteration i is only written once all of iteration i
             # is done and written, so a run killed at any instant and resumed from the newest

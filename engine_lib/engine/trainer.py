@@ -10,7 +10,6 @@ of :mod:`engine_lib.engine.default_hooks`. RNG states come from
 """
 
 import logging
-import os
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -29,8 +28,8 @@ from engine_lib.engine.environment import update_dumped_config
 from engine_lib.engine.reproducibility import capture_rng_state, restore_rng_state
 from engine_lib.engine.train_loop import GradClip, SimpleTrainer
 from engine_lib.evaluation import (
-    ClassificationEvaluator,
     DatasetEvaluator,
+    build_evaluator,
     inference_on_dataset,
     print_csv_format,
     verify_results,
@@ -223,10 +222,9 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str) -> DatasetEvaluator:
-        """Build the evaluator of one test set: classification accuracy by default."""
-        return ClassificationEvaluator(
-            dataset_name, output_dir=os.path.join(cfg.OUTPUT_DIR, "inference")
-        )
+        """Build the evaluator of one test set: the one ``TEST.EVALUATOR`` names in
+        ``EVALUATOR_REGISTRY`` (classification accuracy by default)."""
+        return build_evaluator(cfg, dataset_name)
 
     @classmethod
     def test(

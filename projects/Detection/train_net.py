@@ -21,6 +21,7 @@ from detection import DetectionMapper, VOCDetectionEvaluator, add_detection_conf
 
 from engine_lib.config import CfgNode, build_config  # noqa: E402
 from engine_lib.data import build_test_loader, build_train_loader  # noqa: E402
+from engine_lib.distillation import select_trainer  # noqa: E402
 from engine_lib.engine import (  # noqa: E402
     DefaultTrainer,
     default_argument_parser,
@@ -56,7 +57,10 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     """Train, or only evaluate, in one process of the job."""
-    return train_or_evaluate(build_cfg(args), args, Trainer, extra_loggers=("detection",))
+    cfg = build_cfg(args)
+    # With KD.ENABLED the trainer gains distillation (a layer outside the engine).
+    trainer_cls = select_trainer(cfg, Trainer, eval_only=args.eval_only)
+    return train_or_evaluate(cfg, args, trainer_cls, extra_loggers=("detection",))
 
 
 def run(args: argparse.Namespace) -> None:

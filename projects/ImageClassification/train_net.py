@@ -20,6 +20,7 @@ from typing import Any, Dict
 from image_classification import add_image_classification_config, register_datasets
 
 from engine_lib.config import CfgNode, build_config
+from engine_lib.distillation import select_trainer
 from engine_lib.engine import (
     default_argument_parser,
     launch_from_args,
@@ -38,8 +39,11 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     """Train (or only evaluate) in one process of the job."""
     # The project's loggers go to the console and log.txt like the engine's.
+    cfg = build_cfg(args)
+    # With KD.ENABLED the trainer gains distillation (a layer outside the engine).
+    trainer_cls = select_trainer(cfg, eval_only=args.eval_only)
     return train_or_evaluate(
-        build_cfg(args), args, extra_loggers=("image_classification",), prepare=register_datasets
+        cfg, args, trainer_cls, extra_loggers=("image_classification",), prepare=register_datasets
     )
 
 

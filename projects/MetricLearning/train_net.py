@@ -23,6 +23,7 @@ from metric_learning import (  # noqa: E402
 )
 
 from engine_lib.config import CfgNode, build_config  # noqa: E402
+from engine_lib.distillation import select_trainer  # noqa: E402
 from engine_lib.engine import (  # noqa: E402
     DefaultTrainer,
     default_argument_parser,
@@ -54,7 +55,10 @@ def setup(args: argparse.Namespace) -> CfgNode:
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     """Train (or only evaluate) in one process of the job."""
-    return train_or_evaluate(setup(args), args, Trainer, extra_loggers=("metric_learning",))
+    cfg = setup(args)
+    # With KD.ENABLED the trainer gains distillation (a layer outside the engine).
+    trainer_cls = select_trainer(cfg, Trainer, eval_only=args.eval_only)
+    return train_or_evaluate(cfg, args, trainer_cls, extra_loggers=("metric_learning",))
 
 
 def run(args: argparse.Namespace) -> None:
