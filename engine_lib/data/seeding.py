@@ -24,7 +24,7 @@ restart. Three pieces make that so:
 import contextlib
 import logging
 import random
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -69,10 +69,13 @@ def derive_seed(*values: int) -> int:
     Returns:
         int: a seed that is a pure function of ``values``.
     """
-    state = 0
+    return _absorb(0, values) >> 1
+
+
+def _absorb(state: int, values: Iterable[int]) -> int:
     for value in values:
         state = _splitmix64(state ^ (int(value) & _MASK64))
-    return state >> 1
+    return state
 
 
 class DrawSeeds:
@@ -87,14 +90,11 @@ class DrawSeeds:
     """
 
     def __init__(self, seed: int, rank: int):
-        state = 0
-        for value in (TAG_DRAW, seed, rank):
-            state = _splitmix64(state ^ (int(value) & _MASK64))
-        self._prefix = state
+        self._prefix = _absorb(0, (TAG_DRAW, seed, rank))
 
     def __call__(self, position: int) -> int:
         """Return the draw seed of the sample at ``position``."""
-        return _splitmix64(self._prefix ^ (position & _MASK64)) >> 1
+        return _absorb(self._prefix, (position,)) >> 1
 
 
 # The attribute by which a mapper (or a dataset) asks for numpy and python seeding.
@@ -139,19 +139,17 @@ def isolated_rngs(numpy_and_python: bool = False) -> Iterator[None]:
     Args:
         numpy_and_python (bool): isolate numpy's and python's global generators too.
     """
-    if not numpy_and_python:
-        # devices=[]: only the CPU generator is forked; CUDA generators are never touched here.
-        with torch.random.fork_rng(devices=[]):
-            yield
-        return
-    py_state = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002
+    if numpy_and_python:
+        py_state = random.getstate()
+        np_state = np.random.get_state()  # noqa: NPY002
+    # devices=[]: only the CPU generator is forked; CUDA generators are never touched here.
     with torch.random.fork_rng(devices=[]):
         try:
             yield
         finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)  # noqa: NPY002
+            if numpy_and_python:
+                random.setstate(py_state)
+                np.random.set_state(np_state)  # noqa: NPY002
 
 
 @contextlib.contextmanager
