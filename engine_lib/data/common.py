@@ -1,6 +1,7 @@
 """Dataset and sampler wrappers shared by the train and test loaders."""
 
 import logging
+import math
 from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
@@ -121,15 +122,16 @@ def trivial_batch_collator(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def worker_batch_collator(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Return the batch as a list of per-sample dicts whose tensors share one storage per dtype.
+    """Return the batch as a list of dicts that travels between processes as one tensor per dtype.
 
     The collate function of loaders with workers. A worker sends its batch to the main
-    process through shared memory, one segment per tensor storage: 64 images of their own
-    cost 64 segments, the slowest part of loading small images with workers (a list of
-    separate images came out slower with 2 workers than without). Here the batch's tensors
-    (the values of each dict, on the CPU) are copied into one flat tensor per dtype and each
-    dict gets a view of it, with the same shape and values: one segment per batch. Other
-    values, and a batch that is not a list of dicts, are returned as they are.
+    process through shared memory, and every tensor storage costs a shared-memory segment and
+    a file-descriptor handover: 64 images of their own made loading small images with 2
+    workers slower than without. Here the batch's tensors (the values of each dict, on the
+    CPU) are copied into one flat tensor per dtype, each dict gets a view of it with the same
+    shape and values, and the batch pickles as those flat tensors plus the layout: one
+    segment per dtype and batch. Other values, and a batch that is not a list of dicts, are
+    left as they are; the main process receives a plain list of dicts.
 
     Args:
         batch (list[dict]): the mapped samples of one batch.
@@ -139,17 +141,40 @@ def worker_batch_collator(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """
     if not all(isinstance(sample, dict) for sample in batch):
         return batch
-    by_dtype: Dict[torch.dtype, List[Tuple[int, str, torch.Tensor]]] = {}
+    by_dtype: Dict[torch.dtype, List[Tuple[int, Any, torch.Tensor]]] = {}
     for i, sample in enumerate(batch):
         for key, value in sample.items():
             if isinstance(value, torch.Tensor) and value.device.type == "cpu":
                 by_dtype.setdefault(value.dtype, []).append((i, key, value))
-    packed = [dict(sample) for sample in batch]
-    for entries in by_dtype.values():
-        if len(entries) < 2:
-            continue
-        flat = torch.cat([tensor.detach().reshape(-1) for _, _, tensor in entries])
-        pieces = flat.split([tensor.numel() for _, _, tensor in entries])
-        for (i, key, tensor), piece in zip(entries, pieces):
-            packed[i][key] = piece.view(tensor.shape)
-    return packed
+    if not by_dtype:
+        return batch
+    skeleton = [dict(sample) for sample in batch]
+    flats, layout = {}, []
+    for dtype, entries in by_dtype.items():
+        flats[dtype] = torch.cat([tensor.detach().reshape(-1) for _, _, tensor in entries])
+        offset = 0
+        for i, key, tensor in entries:
+            skeleton[i][key] = None  # keeps the key's place in the dict
+            layout.append((i, key, dtype, offset, tuple(tensor.shape)))
+            offset += tensor.numel()
+    return _PackedBatch(skeleton, flats, layout)
+
+
+def _unpack(skeleton: List[Dict[str, Any]], flats: Dict, layout: List[Tuple]) -> List[Dict]:
+    """The list of dicts of a packed batch, each packed tensor a view of its flat tensor."""
+    samples = [dict(sample) for sample in skeleton]
+    for i, key, dtype, offset, shape in layout:
+        samples[i][key] = flats[dtype][offset : offset + math.prod(shape)].view(shape)
+    return samples
+
+
+class _PackedBatch(list):
+    """The list of dicts of :func:`worker_batch_collator`; pickles as its flat tensors."""
+
+    def __init__(self, skeleton: List[Dict[str, Any]], flats: Dict, layout: List[Tuple]):
+        super().__init__(_unpack(skeleton, flats, layout))
+        self._parts = (skeleton, flats, layout)
+
+    def __reduce__(self) -> Tuple[Callable, Tuple]:
+        # Unpickles as a plain list: what the rest of the pipeline (pin_memory included) expects.
+        return _unpack, self._parts

@@ -1,6 +1,8 @@
 """Per-sample seeding: once per sample, isolation once per batch, never inside a worker."""
 
+import io
 import itertools
+import pickle
 import random
 
 import numpy as np
@@ -135,6 +137,16 @@ def test_worker_batch_collator_packs_tensors_into_one_storage():
     images = {d["image"].untyped_storage().data_ptr() for d in packed}
     weights = {d["w"].untyped_storage().data_ptr() for d in packed[1:]}
     assert len(images) == 1 and len(weights) == 1
+    # It pickles as one storage per dtype and unpickles as a plain list of the same dicts.
+    storages = []
+    kinds = (torch.TypedStorage, torch.UntypedStorage)
+    pickler = pickle.Pickler(io.BytesIO())
+    pickler.persistent_id = lambda obj: storages.append(obj) if isinstance(obj, kinds) else None
+    pickler.dump(packed)
+    assert len(storages) == 2
+    received = pickle.loads(pickle.dumps(packed))
+    assert type(received) is list and [d.keys() for d in received] == [d.keys() for d in batch]
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(received, batch))
     assert worker_batch_collator([(1, 2)]) == [(1, 2)]
 
 
