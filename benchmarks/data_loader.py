@@ -18,7 +18,9 @@ two loaders of a cell are built once and kept iterating (persistent workers); ru
 in the machine's speed hits both, and the ratio printed is the median over the pairs of
 engine samples/s / plain samples/s. The per-sample overhead is the difference of the median
 seconds per sample. With workers both loaders are bound by the cores the workers get, so the
-wall-clock overhead there says how much of the machine the engine's extra work takes.
+wall-clock overhead there says how much of the machine the engine's extra work takes. Without
+workers, the ratio of process CPU time is printed too: on a machine shared with other jobs
+it is the steadier figure.
 
 Usage::
 
