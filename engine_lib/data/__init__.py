@@ -13,7 +13,7 @@ from .build import (
     get_training_sampler,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
-from .common import DrawSeedSampler, MapDataset, trivial_batch_collator
+from .common import DrawSeedSampler, MapDataset, trivial_batch_collator, worker_batch_collator
 from .datasets import (
     load_cifar10_dicts,
     load_digits_dicts,
@@ -42,6 +42,7 @@ __all__ = [
     "MapDataset",
     "DrawSeedSampler",
     "trivial_batch_collator",
+    "worker_batch_collator",
     "samplers",
     "register_image_folder",
     "register_cifar10",

@@ -6,8 +6,8 @@ is converted to ``INPUT.FORMAT`` only after them, so colour jitter always sees R
 one size batch trivially. Normalization is the model's job (``MODEL.PIXEL_MEAN/STD``).
 
 The mapper's random draws come from torch's global generator; it is meant to be called
-through :class:`~engine_lib.data.common.MapDataset`, which seeds and isolates that generator
-per sample (see :mod:`engine_lib.data.seeding`).
+through :class:`~engine_lib.data.common.MapDataset`, which seeds that generator per sample
+(see :mod:`engine_lib.data.seeding` and the seeding contract in ``docs/data.md``).
 """
 
 import logging
@@ -72,8 +72,14 @@ def read_image(dataset_dict: Dict[str, Any]) -> torch.Tensor:
 class DatasetMapper:
     """Map a dataset dict to ``{"image": CHW uint8 tensor, "label": int, ...}``.
 
+    The image tensor may be a strided view (not contiguous), as torchvision returns it.
+
     Other keys of the dict (``"image_id"``, ``"index"``, ``"file_name"``, ...) are copied;
     the input dict is never modified (the catalog's cached list is shared).
+
+    Its random draws come from torch's global generator only, so it leaves
+    ``seed_numpy_and_python`` false; a subclass whose augmentations call ``numpy.random`` or
+    python's ``random`` sets it to ``True`` to have them seeded per sample too.
 
     Args:
         is_train (bool): whether the mapper is used for training (kept for subclasses and logs;
@@ -88,6 +94,9 @@ class DatasetMapper:
         torch.Size([3, 32, 32])
     """
 
+    # Read by MapDataset: whether numpy's and python's global generators need a per-sample seed.
+    seed_numpy_and_python: bool = False
+
     @configurable
     def __init__(
         self,
@@ -101,6 +110,20 @@ class DatasetMapper:
         self.is_train = is_train
         self.image_format = image_format
         self.augmentations = augmentations
+
+    @property
+    def augmentations(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """callable: the augmentations; setting it also decides how the image is passed."""
+        return self._augmentations
+
+    @augmentations.setter
+    def augmentations(self, value: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._augmentations = value
+        # torchvision's own v2 transforms treat a lone plain tensor as the image, with the
+        # same kernels and draws; it spares the tv_tensors.Image wrapping and unwrapping,
+        # about a quarter of the cost of a small image's crop. Other callables get the
+        # documented tv_tensors.Image.
+        self._plain_tensor_input = _is_torchvision_v2(value)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> Dict[str, Any]:
@@ -117,14 +140,20 @@ class DatasetMapper:
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """Return the model input for one dataset dict."""
-        image = self.augmentations(tv_tensors.Image(read_image(dataset_dict)))
-        image = image.as_subclass(torch.Tensor)
+        image = read_image(dataset_dict)
+        if self._plain_tensor_input:
+            image = self._augmentations(image)
+        else:
+            image = self._augmentations(tv_tensors.Image(image)).as_subclass(torch.Tensor)
         if self.image_format == "BGR":
             image = image.flip(0)
         elif self.image_format == "L":
             image = v2.functional.rgb_to_grayscale(image, num_output_channels=1)
         output = {k: v for k, v in dataset_dict.items() if k != "image"}
-        output["image"] = image.contiguous()
+        # Not made contiguous: the transforms keep the input's HWC memory layout, the model's
+        # torch.stack gives a contiguous batch all the same, and a copy here would cost about
+        # 5% of the loading of a small image.
+        output["image"] = image
         if "label" in output:
             output["label"] = int(output["label"])
         return output
@@ -134,6 +163,17 @@ class DatasetMapper:
             f"DatasetMapper(is_train={self.is_train}, image_format={self.image_format!r}, "
             f"augmentations={self.augmentations})"
         )
+
+
+def _is_torchvision_v2(transform: Any) -> bool:
+    """Whether ``transform`` is one of torchvision's v2 transforms, or a Compose of them."""
+    # v2.Lambda runs the user's function, which may expect the tv_tensors.Image.
+    if not isinstance(transform, v2.Transform) or isinstance(transform, v2.Lambda):
+        return False
+    if not type(transform).__module__.startswith("torchvision.transforms.v2"):
+        return False
+    children = getattr(transform, "transforms", [])
+    return all(_is_torchvision_v2(child) for child in children)
 
 
 def _size(value: Union[int, Sequence[int]], key: str) -> Tuple[int, int]:

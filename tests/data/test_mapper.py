@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from engine_lib.config import get_cfg
 from engine_lib.data import DatasetMapper
@@ -109,3 +111,24 @@ def test_bad_input_config_names_the_key(key, value, match):
     node[leaf] = value
     with pytest.raises(ConfigError, match=match):
         DatasetMapper(cfg, True)
+
+
+def test_augmentations_input_type_and_same_result_either_way():
+    cfg = _augmenting_cfg()
+    record = {"image": _image(), "label": 1}
+    seen = []
+
+    def custom(image):
+        seen.append(type(image))
+        return image
+
+    assert type(DatasetMapper(cfg, True, augmentations=custom)(record)["image"]) is torch.Tensor
+    assert seen == [tv_tensors.Image]
+    # torchvision's own transforms get a plain tensor, with the same draws and result.
+    mapper = DatasetMapper(cfg, True)
+    wrapped = DatasetMapper(cfg, True, augmentations=v2.Lambda(lambda x: x))
+    wrapped.augmentations = v2.Compose([v2.Lambda(lambda x: x), *mapper.augmentations.transforms])
+    assert mapper._plain_tensor_input and not wrapped._plain_tensor_input
+    for seed in range(4):
+        expected = _map(wrapped, record, seed)["image"]
+        assert torch.equal(_map(mapper, record, seed)["image"], expected)

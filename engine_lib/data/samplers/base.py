@@ -6,7 +6,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from torch.utils.data import Sampler
 
-from engine_lib.data.seeding import TAG_DRAW, TAG_EPOCH, derive_seed
+from engine_lib.data.seeding import TAG_DRAW, TAG_EPOCH, DrawSeeds, derive_seed
 from engine_lib.utils import comm
 
 __all__ = ["ResumableSampler"]
@@ -117,9 +117,10 @@ class ResumableSampler(Sampler[int]):
 
     def iter_with_draw_seeds(self) -> Iterator[Tuple[int, int]]:
         """Yield ``(index, draw_seed)`` from the current position on (see ``seeding``)."""
+        draw_seed = DrawSeeds(self._seed, self._rank)
         position = self._position
         for index in self._rank_stream(position):
-            yield index, self.draw_seed(position)
+            yield index, draw_seed(position)
             position += 1
 
     def epoch_indices(self, epoch: int) -> List[int]:

@@ -3,6 +3,7 @@
 import datetime
 import logging
 import time
+from typing import Optional
 
 from ..train_loop import HookBase
 
@@ -19,6 +20,12 @@ class IterationTimer(HookBase):
     time without a device sync: on a GPU a single step's value may be off, their average is
     not. The first ``warmup_iter`` iterations (slow: allocation, cuDNN autotuning) are left
     out of the scalar and of the reported speed.
+
+    The final "Overall training speed" line also gives the share of those iterations'
+    time spent waiting for the next batch: the trainer's ``data_time`` scalar (the slowest
+    rank's wait, in a distributed run) over this hook's ``time``, summed over the timed
+    iterations that have both. A large share says the data loader holds training back
+    (``DATALOADER.NUM_WORKERS``, ``docs/data.md``).
 
     Args:
         warmup_iter (int): iterations not timed at the start of each ``train()``. Default: 3.
@@ -49,10 +56,25 @@ class IterationTimer(HookBase):
     def after_train(self) -> None:
         total = time.perf_counter() - self._train_start
         if self._timed_iters > 0:
+            share = self._data_share()
             logger.info(
-                "Overall training speed: %d iterations in %s (%.4f s / it)",
+                "Overall training speed: %d iterations in %s (%.4f s / it%s)",
                 self._timed_iters,
                 datetime.timedelta(seconds=int(self._timed_seconds)),
                 self._timed_seconds / self._timed_iters,
+                "" if share is None else f", {100 * share:.0f}% of it waiting for data",
             )
         logger.info("Total training time: %s", datetime.timedelta(seconds=int(total)))
+
+    def _data_share(self) -> Optional[float]:
+        """Data time / iteration time over the timed iterations, or None without data times."""
+        histories = self.trainer.storage.histories()
+        if "time" not in histories or "data_time" not in histories:
+            return None
+        data_times = {it: seconds for seconds, it in histories["data_time"].values()}
+        # Iterations cut short by an exception may lack a data time: leave them out.
+        pairs = [(data_times[it], t) for t, it in histories["time"].values() if it in data_times]
+        step_seconds = sum(t for _, t in pairs)
+        if step_seconds <= 0:
+            return None
+        return min(1.0, sum(d for d, _ in pairs) / step_seconds)
