@@ -10,7 +10,7 @@ from engine_lib.engine.train_loop import TrainerBase
 from ._toy_training import batches, make_trainer
 
 SPEED = re.compile(
-    r"Overall training speed: 8 iterations in \S+ \((\d+\.\d+) s / it, (\d+)% of it waiting "
+    r"Overall training speed: 9 iterations in \S+ \((\d+\.\d+) s / it, (\d+)% of it waiting "
     r"for data\)"
 )
 
@@ -54,5 +54,5 @@ def test_speed_line_without_data_times(caplog):
     trainer.register_hooks([hooks.IterationTimer(warmup_iter=2)])
     with caplog.at_level(logging.INFO, logger="engine_lib.engine.hooks.iteration_timer"):
         trainer.train(0, 3)
-    line = r"Overall training speed: 1 iterations in \S+ \(\d+\.\d+ s / it\)\n"
+    line = r"Overall training speed: 2 iterations in \S+ \(\d+\.\d+ s / it\)\n"
     assert re.search(line, caplog.text), caplog.text

@@ -18,8 +18,9 @@ class IterationTimer(HookBase):
     The duration runs from this hook's ``before_step`` to its ``after_step``, so register it
     first: it then covers the other hooks' ``before_step`` and the step itself. It is host
     time without a device sync: on a GPU a single step's value may be off, their average is
-    not. The first ``warmup_iter`` iterations (slow: allocation, cuDNN autotuning) are left
-    out of the scalar and of the reported speed.
+    not. The first ``warmup_iter - 1`` iterations (slow: allocation, cuDNN autotuning) are
+    left out of the scalar and of the reported speed, as in detectron2 (so a history of "time"
+    has as many entries as detectron2's).
 
     The final "Overall training speed" line also gives the share of those iterations'
     time spent waiting for the next batch: the trainer's ``data_time`` scalar (the slowest
@@ -28,7 +29,8 @@ class IterationTimer(HookBase):
     (``DATALOADER.NUM_WORKERS``, ``docs/data.md``).
 
     Args:
-        warmup_iter (int): iterations not timed at the start of each ``train()``. Default: 3.
+        warmup_iter (int): timing starts at this iteration (1-based) of each ``train()``.
+            Default: 3.
     """
 
     def __init__(self, warmup_iter: int = 3) -> None:
@@ -48,7 +50,7 @@ class IterationTimer(HookBase):
 
     def after_step(self) -> None:
         seconds = time.perf_counter() - self._step_start
-        if self.trainer.iter - self.trainer.start_iter >= self._warmup_iter:
+        if self.trainer.iter - self.trainer.start_iter + 1 >= self._warmup_iter:
             self._timed_iters += 1
             self._timed_seconds += seconds
             self.trainer.storage.put_scalar("time", seconds)
