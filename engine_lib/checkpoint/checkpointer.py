@@ -25,6 +25,7 @@ from engine_lib.utils.file_io import (
     atomic_write,
     remove_stale_temp_files,
 )
+from engine_lib.utils.remote_weights import RemoteWeightsError
 
 from .mismatch import check_optimizer_state, format_shape, shape_table
 from .periodic_checkpointer import PeriodicCheckpointer
@@ -216,6 +217,8 @@ class Checkpointer(_FvcoreCheckpointer):
             return path
         try:
             local = self.path_manager.get_local_path(path)
+        except RemoteWeightsError:
+            raise
         except Exception as e:  # a download or a remote store can fail in many ways
             raise UnreadableCheckpointError(f"Checkpoint {path} cannot be fetched: {e}") from e
         if not os.path.isfile(local):

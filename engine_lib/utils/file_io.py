@@ -16,19 +16,20 @@ import stat
 import uuid
 from typing import IO, Iterator, List
 
-from iopath.common.file_io import HTTPURLHandler
 from iopath.common.file_io import PathManager as _IopathPathManager
 
 from engine_lib.utils.errors import UserError
+from engine_lib.utils.remote_weights import RemoteWeightsHandler
 
 __all__ = ["PathManager", "atomic_write", "remove_stale_temp_files", "NoSpaceLeftError"]
 
 logger = logging.getLogger(__name__)
 
 PathManager = _IopathPathManager()
-# http(s):// paths (e.g. MODEL.WEIGHTS pointing at published weights) are downloaded once to
-# iopath's cache directory and then read as local files.
-PathManager.register_handler(HTTPURLHandler())
+# http(s):// paths (e.g. MODEL.WEIGHTS pointing at published weights) are refused unless
+# MODEL.ALLOW_REMOTE_WEIGHTS is set; then they are downloaded once, safely, to iopath's cache
+# directory and read as local files (see remote_weights.py).
+PathManager.register_handler(RemoteWeightsHandler())
 
 
 # The name atomic_write gives its temporary files: ".<name>.<pid>.<8 hex digits>.tmp".
