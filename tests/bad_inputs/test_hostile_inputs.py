@@ -11,6 +11,7 @@ import logging
 import os
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -240,3 +241,48 @@ def test_weights_of_another_model_report_counts_and_warn(tmp_path, caplog):
 
 def test_file_io_module_exports():
     assert {"atomic_write", "remove_stale_temp_files", "NoSpaceLeftError"} <= set(file_io.__all__)
+
+
+# The entry point, with a disk that fills up at the second checkpoint.
+_FULL_AT_SECOND_SAVE = """
+import errno, runpy, sys, torch
+real_save, saves = torch.save, []
+def save(obj, f, *args, **kwargs):
+    saves.append(f)
+    if len(saves) > 1:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    real_save(obj, f, *args, **kwargs)
+torch.save = save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_full_disk_in_train_net_is_one_line_and_resume_point_kept(tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = tmp_path / "out"
+    argv = [
+        os.path.join(repo, "tools", "train_net.py"),
+        "--config-file",
+        os.path.join(repo, "configs", "Digits", "cnn.yaml"),
+        "MODEL.BACKBONE.WIDTH", "4", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "8",
+        "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", "1", "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", _FULL_AT_SECOND_SAVE, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: No space left on device while writing {out}/model_0000001.pth; the checkpoint "
+        f"was not written and last_checkpoint still names {out}/model_0000000.pth, which "
+        "--resume continues from. Free some space (or choose another OUTPUT_DIR) and resume."
+    )
+    assert "Traceback" not in result.stderr
+    assert (out / "last_checkpoint").read_text() == "model_0000000.pth"
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
