@@ -27,7 +27,7 @@ from engine_lib.utils.file_io import (
 )
 from engine_lib.utils.remote_weights import RemoteWeightsError
 
-from .mismatch import check_optimizer_state, format_shape, shape_table
+from .mismatch import check_optimizer_state, format_shape, load_summary, shape_table
 from .periodic_checkpointer import PeriodicCheckpointer
 from .resume import LAST_CHECKPOINT, ResumeArg, checkpoints_by_iteration, parse_resume, resume_order
 from .serialization import (
@@ -292,23 +292,11 @@ class Checkpointer(_FvcoreCheckpointer):
 
     def _log_load_counts(self, incompatible: Any, total: int, path: str) -> None:
         """Say how much of the model the file filled: a file of another model fills little."""
-        not_loaded = set(incompatible.missing_keys) | {
-            k for k, _, _ in incompatible.incorrect_shapes
-        }
-        loaded = total - len(not_loaded)
-        counts = (
-            f"{loaded} of the model's {total} parameters and buffers loaded from {path} "
-            f"({len(not_loaded)} missing or of another shape, "
-            f"{len(incompatible.unexpected_keys)} in the file but not in the model)"
-        )
-        if total and loaded * 2 < total:
-            self.logger.warning(
-                "ONLY %s. Is this the checkpoint of another model? The rest keep their "
-                "initial values; check MODEL.WEIGHTS and the MODEL keys of the config.",
-                counts,
-            )
-        else:
-            self.logger.info("%s.", counts)
+        not_loaded = set(incompatible.missing_keys)
+        not_loaded.update(key for key, _, _ in incompatible.incorrect_shapes)
+        unexpected = len(incompatible.unexpected_keys)
+        level, message = load_summary(total, len(not_loaded), unexpected, path)
+        self.logger.log(level, message)
 
     # ------------------------------------------------------------------ resuming
     def resume_or_load(self, path: str, *, resume: ResumeArg = True) -> Dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import errno
 import logging
 import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -24,6 +23,7 @@ from fvcore.common.config import CfgNode as _FvcoreCfgNode
 from engine_lib.utils.errors import ConfigError, ConfigKeyError
 
 from .validators import coerce_like_default, get_value_check, run_validators, value_checked_keys
+from .yaml_loading import NoAliasSafeLoader, check_symlink_loop
 
 __all__ = ["CfgNode", "COMMAND_LINE"]
 
@@ -97,7 +97,7 @@ class CfgNode(_FvcoreCfgNode):
         if os.path.realpath(path) in {os.path.realpath(p) for p in chain}:
             cycle = " -> ".join(os.path.relpath(p) for p in chain + (path,))
             raise ConfigError(f"_BASE_ cycle in config files: {cycle}")
-        _check_symlink_loop(path, chain)
+        check_symlink_loop(path, chain)
         if not os.path.isfile(path):
             if chain:
                 raise ConfigError(
@@ -274,48 +274,11 @@ def _unknown_key_message(full_key: str, sources: _Sources, root: Dict[str, Any])
     return msg + " No similar key exists; see engine_lib/config/defaults.py for all keys."
 
 
-def _check_symlink_loop(path: str, chain: Tuple[str, ...]) -> None:
-    """Name the links of a symlink loop, where ``open`` would say only "not found"."""
-    try:
-        os.stat(path)
-    except OSError as e:
-        if e.errno != errno.ELOOP:
-            return
-        links = [path]
-        while os.path.islink(links[-1]) and len(links) < 10:
-            target = os.readlink(links[-1])
-            links.append(os.path.join(os.path.dirname(links[-1]), target))
-            if os.path.abspath(links[-1]) in map(os.path.abspath, links[:-1]):
-                break
-        loop = " -> ".join(os.path.relpath(p) for p in links)
-        where = f"; it is included from '{chain[-1]}'" if chain else ""
-        raise ConfigError(f"Config file '{path}' is a symlink loop: {loop}{where}") from None
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases (``*name``).
-
-    A config file of a few hundred bytes with nested aliases ("billion laughs") expands to
-    gigabytes once it becomes a config tree; config files have no need of aliases, so the
-    first one is refused, before any tree is built.
-    """
-
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.MarkedYAMLError(
-                problem=f"YAML alias *{event.anchor} is not allowed in config files (aliases "
-                "can expand a small file into gigabytes); write the values out instead",
-                problem_mark=event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-
 def _read_yaml_mapping(path: str) -> Dict[str, Any]:
     """Read one YAML file that must hold a mapping of keys (without aliases)."""
     try:
         with open(path, encoding="utf-8") as f:
-            content = yaml.load(f, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+            content = yaml.load(f, Loader=NoAliasSafeLoader)  # noqa: S506 (a SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

@@ -119,3 +119,15 @@ def test_one_machine_tcp_rendezvous_listens_on_loopback_only():
 def test_documented_short_defaults():
     assert DEFAULT_TIMEOUT == timedelta(minutes=5)
     assert DEFAULT_RENDEZVOUS_TIMEOUT == timedelta(seconds=60)
+
+
+def test_dist_timeout_flag_is_checked(capsys):
+    from engine_lib.engine import default_argument_parser
+
+    parser = default_argument_parser()
+    assert parser.parse_args([]).dist_timeout is None
+    assert parser.parse_args(["--dist-timeout", "7.5"]).dist_timeout == 7.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--dist-timeout", "0"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "error: --dist-timeout must be a number of seconds above 0, got 0.0."
