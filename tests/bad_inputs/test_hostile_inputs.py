@@ -79,6 +79,16 @@ def test_remote_weights_are_refused_by_default(servers, tmp_path):
         Checkpointer(model).load(url)
 
 
+def test_remote_backbone_weights_are_refused_naming_both_keys(servers):
+    from engine_lib.modeling.backbone.pretrain import load_pretrained_backbone
+
+    with pytest.raises(ConfigError) as raised:
+        load_pretrained_backbone(torch.nn.Linear(2, 2), f"{servers[0]}/b.pth")
+    message = str(raised.value)
+    assert message.startswith("MODEL.BACKBONE.PRETRAIN_PATH") and "\n" not in message
+    assert "set MODEL.ALLOW_REMOTE_WEIGHTS True" in message
+
+
 def test_remote_weights_cache_stays_inside_and_keys_the_whole_url(servers, remote_on):
     traversal = f"{servers[0]}/a/../../../../x/evil.sh"
     local = PathManager.get_local_path(traversal)
