@@ -91,6 +91,9 @@ def _loopback_store(world_size: int, timeout: timedelta, port: int = 0) -> dist.
     # has no authentication, so it must not be reachable from the network.
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        # As TCPStore does: a fixed port whose last job's connections linger in TIME_WAIT is
+        # free to bind again (a port another process listens on is still refused).
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", port))
         listener.listen(128)
         port = listener.getsockname()[1]
