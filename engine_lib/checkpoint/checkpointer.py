@@ -19,9 +19,15 @@ from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from engine_lib.utils import comm
-from engine_lib.utils.file_io import PathManager, atomic_write
+from engine_lib.utils.file_io import (
+    NoSpaceLeftError,
+    PathManager,
+    atomic_write,
+    remove_stale_temp_files,
+)
+from engine_lib.utils.remote_weights import RemoteWeightsError
 
-from .mismatch import check_optimizer_state, format_shape, shape_table
+from .mismatch import check_optimizer_state, format_shape, load_summary, shape_table
 from .periodic_checkpointer import PeriodicCheckpointer
 from .resume import LAST_CHECKPOINT, ResumeArg, checkpoints_by_iteration, parse_resume, resume_order
 from .serialization import (
@@ -85,6 +91,10 @@ class Checkpointer(_FvcoreCheckpointer):
         self.path_manager = PathManager
         # fvcore logs under its own name; ours follows engine_lib's logging setup.
         self.logger = logger
+        if save_to_disk and save_dir and "://" not in save_dir:
+            # A process killed mid-save leaves a hidden temporary file; nothing reads it, but
+            # it holds a whole checkpoint's worth of disk.
+            remove_stale_temp_files(save_dir)
 
     @property
     def model(self) -> nn.Module:
@@ -114,6 +124,8 @@ class Checkpointer(_FvcoreCheckpointer):
 
         Raises:
             TypeError: if some value could not be loaded back with ``weights_only=True``.
+            NoSpaceLeftError: the disk is full; the previous checkpoints and
+                ``last_checkpoint`` are unchanged, so ``--resume`` continues from them.
         """
         if not self.save_dir:
             return
@@ -134,8 +146,22 @@ class Checkpointer(_FvcoreCheckpointer):
         assert os.path.basename(save_file) == basename, f"bad checkpoint name {name!r}"
         self.logger.info("Saving checkpoint to %s", save_file)
         self.path_manager.mkdirs(self.save_dir)
-        with self._open_for_write(save_file, "wb") as f:
-            torch.save(data, f)
+        try:
+            with self._open_for_write(save_file, "wb") as f:
+                torch.save(data, f)
+        except NoSpaceLeftError as e:
+            previous = self.get_checkpoint_file()
+            kept = (
+                f"{LAST_CHECKPOINT} still names {previous}, which --resume continues from"
+                if previous
+                else "there is no earlier checkpoint"
+            )
+            raise NoSpaceLeftError(
+                e.errno,
+                f"the checkpoint was not written and {kept}. Free some space (or choose "
+                "another OUTPUT_DIR) and resume.",
+                save_file,
+            ) from e
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
@@ -191,6 +217,8 @@ class Checkpointer(_FvcoreCheckpointer):
             return path
         try:
             local = self.path_manager.get_local_path(path)
+        except RemoteWeightsError:
+            raise
         except Exception as e:  # a download or a remote store can fail in many ways
             raise UnreadableCheckpointError(f"Checkpoint {path} cannot be fetched: {e}") from e
         if not os.path.isfile(local):
@@ -209,6 +237,7 @@ class Checkpointer(_FvcoreCheckpointer):
         for_resume: bool = False,
     ) -> Dict[str, Any]:
         self.logger.info("Loading checkpoint from %s", path)
+        total = len(self.model.state_dict())
         incompatible = self._load_model(checkpoint)
         if for_resume and incompatible.incorrect_shapes:
             # Continuing a run (everything restored) with a different model would train a
@@ -228,6 +257,7 @@ class Checkpointer(_FvcoreCheckpointer):
                 f"{format_shape(in_model)} in the model{more}"
             )
         self._log_incompatible_keys(incompatible)
+        self._log_load_counts(incompatible, total, path)
         for key in self.checkpointables if checkpointables is None else checkpointables:
             if key not in checkpoint:
                 self.logger.warning("%s has no %r state; it keeps its current state.", path, key)
@@ -250,8 +280,7 @@ class Checkpointer(_FvcoreCheckpointer):
             self.logger.warning(
                 "%d parameter(s) of the checkpoint were NOT loaded because their shapes differ "
                 "from the model's; they keep their initial values (expected when, e.g., the "
-                "number of classes changed; otherwise check MODEL.WEIGHTS and the config). "
-                "All other parameters were loaded.\n%s",
+                "number of classes changed; otherwise check MODEL.WEIGHTS and the config).\n%s",
                 len(incompatible.incorrect_shapes),
                 shape_table(incompatible.incorrect_shapes),
             )
@@ -260,6 +289,14 @@ class Checkpointer(_FvcoreCheckpointer):
         super()._log_incompatible_keys(
             incompatible._replace(missing_keys=missing, incorrect_shapes=[])
         )
+
+    def _log_load_counts(self, incompatible: Any, total: int, path: str) -> None:
+        """Say how much of the model the file filled: a file of another model fills little."""
+        not_loaded = set(incompatible.missing_keys)
+        not_loaded.update(key for key, _, _ in incompatible.incorrect_shapes)
+        unexpected = len(incompatible.unexpected_keys)
+        level, message = load_summary(total, len(not_loaded), unexpected, path)
+        self.logger.log(level, message)
 
     # ------------------------------------------------------------------ resuming
     def resume_or_load(self, path: str, *, resume: ResumeArg = True) -> Dict[str, Any]:

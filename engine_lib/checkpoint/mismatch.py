@@ -6,7 +6,7 @@ from typing import List, Tuple
 import torch
 from tabulate import tabulate
 
-__all__ = ["check_optimizer_state", "format_shape", "shape_table"]
+__all__ = ["check_optimizer_state", "format_shape", "load_summary", "shape_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,34 @@ def shape_table(incorrect_shapes: List[ShapeMismatch]) -> str:
         for key, in_file, in_model in incorrect_shapes
     ]
     return tabulate(rows, headers=["parameter", "checkpoint", "model"], tablefmt="pipe")
+
+
+def load_summary(total: int, not_loaded: int, unexpected: int, path: str) -> Tuple[int, str]:
+    """The log level and line that say how much of a model a weights file filled.
+
+    Under half loaded is a warning starting ``ONLY``: the file is likely another model's.
+
+    Args:
+        total (int): entries of the model's state dict (parameters and buffers).
+        not_loaded (int): of these, missing in the file or of another shape there.
+        unexpected (int): entries of the file the model does not have.
+        path (str): the file, for the message.
+
+    Returns:
+        tuple[int, str]: ``logging.WARNING`` or ``logging.INFO``, and the message.
+    """
+    loaded = total - not_loaded
+    counts = (
+        f"{loaded} of the model's {total} parameters and buffers loaded from {path} "
+        f"({not_loaded} missing or of another shape, {unexpected} in the file but not in "
+        "the model)"
+    )
+    if total and loaded * 2 < total:
+        return logging.WARNING, (
+            f"ONLY {counts}. Is this the checkpoint of another model? The rest keep their "
+            "initial values; check MODEL.WEIGHTS and the MODEL keys of the config."
+        )
+    return logging.INFO, f"{counts}."
 
 
 def check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:

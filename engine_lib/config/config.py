@@ -23,6 +23,7 @@ from fvcore.common.config import CfgNode as _FvcoreCfgNode
 from engine_lib.utils.errors import ConfigError, ConfigKeyError
 
 from .validators import coerce_like_default, get_value_check, run_validators, value_checked_keys
+from .yaml_loading import NoAliasSafeLoader, check_symlink_loop
 
 __all__ = ["CfgNode", "COMMAND_LINE"]
 
@@ -92,9 +93,11 @@ class CfgNode(_FvcoreCfgNode):
     ) -> Tuple[Dict[str, Any], _Sources]:
         """Load ``filename`` recursively, recording which file set each dotted key."""
         path = os.path.abspath(os.path.expanduser(filename))
-        if path in chain:
+        # realpath: a symlink to a file of the chain closes a cycle as the file itself does.
+        if os.path.realpath(path) in {os.path.realpath(p) for p in chain}:
             cycle = " -> ".join(os.path.relpath(p) for p in chain + (path,))
             raise ConfigError(f"_BASE_ cycle in config files: {cycle}")
+        check_symlink_loop(path, chain)
         if not os.path.isfile(path):
             if chain:
                 raise ConfigError(
@@ -272,10 +275,10 @@ def _unknown_key_message(full_key: str, sources: _Sources, root: Dict[str, Any])
 
 
 def _read_yaml_mapping(path: str) -> Dict[str, Any]:
-    """Read one YAML file that must hold a mapping of keys."""
+    """Read one YAML file that must hold a mapping of keys (without aliases)."""
     try:
         with open(path, encoding="utf-8") as f:
-            content = yaml.safe_load(f)
+            content = yaml.load(f, Loader=NoAliasSafeLoader)  # noqa: S506 (a SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

@@ -27,6 +27,9 @@ _C.MODEL.WEIGHTS = ""
 # Load MODEL.WEIGHTS and resumed checkpoints with full pickle instead of
 # torch.load(weights_only=True). Unpickling can run arbitrary code: only for trusted files.
 _C.MODEL.WEIGHTS_ALLOW_PICKLE = False
+# Download MODEL.WEIGHTS, KD.MODEL_WEIGHTS and MODEL.BACKBONE.PRETRAIN_PATH given as
+# http(s):// URLs. Off: a URL is refused with an error naming this key (see docs/security.md).
+_C.MODEL.ALLOW_REMOTE_WEIGHTS = False
 # Per-channel mean subtracted from input pixels (in the 0-255 range of INPUT.FORMAT).
 _C.MODEL.PIXEL_MEAN = [0.0, 0.0, 0.0]
 # Per-channel standard deviation input pixels are divided by (same order as PIXEL_MEAN).

@@ -109,7 +109,8 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     Flags: ``--config-file FILE``; ``--resume [PATH]``; ``--eval-only``; ``--num-gpus N``
     (default 1); ``--num-machines N`` (default 1); ``--machine-rank R`` (default 0);
     ``--dist-url URL`` (default :func:`default_dist_url`; ``auto`` picks a free port, one
-    machine only); ``--launcher {none,pytorch,slurm,mpi}`` (default: detect torchrun and
+    machine only); ``--dist-timeout SECONDS`` (``launch``'s ``timeout``; default None:
+    ``launch``'s, 5 minutes); ``--launcher {none,pytorch,slurm,mpi}`` (default: detect torchrun and
     srun); ``--local-rank N`` / ``--local_rank N`` (passed by ``torch.distributed.launch``);
     ``--work-dir DIR`` (``OUTPUT_DIR``); ``--deterministic`` (``DETERMINISTIC True``);
     ``--cfg-options KEY=VALUE ...``; then ``opts``: config overrides as ``KEY VALUE`` pairs.
@@ -173,6 +174,15 @@ def _add_launch_flags(parser: argparse.ArgumentParser) -> None:
         default=default_dist_url(),
         help="tcp://HOST:PORT of machine 0 (the same on every machine), or 'auto' for a free "
         "port on a single machine. Default: localhost, on a port derived from your user id.",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a collective waits for the other processes before the job fails "
+        "(a stopped or hung worker); one machine's rendezvous waits at most 60 s of it. "
+        "Default: 300",
     )
     parser.add_argument(
         "--launcher",
@@ -262,6 +272,9 @@ def _validate_layout(args: argparse.Namespace) -> None:
             f"--machine-rank {args.machine_rank} is out of range for --num-machines "
             f"{args.num_machines}: expected 0 to {args.num_machines - 1}."
         )
+    timeout = getattr(args, "dist_timeout", None)
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"--dist-timeout must be a number of seconds above 0, got {timeout}.")
 
 
 def _validate_local_rank(args: argparse.Namespace) -> None:

@@ -27,5 +27,5 @@ def test_local_file_round_trip(tmp_path):
 
 def test_http_handler_is_registered():
     # Registering the same prefixes twice is refused, which proves they are taken.
-    with pytest.raises(KeyError, match="already registered by .*HTTPURLHandler"):
+    with pytest.raises(KeyError, match="already registered by .*RemoteWeightsHandler"):
         PathManager.register_handler(HTTPURLHandler(), allow_override=False)

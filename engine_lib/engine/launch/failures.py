@@ -11,13 +11,20 @@ torch's error files hold only the traceback text.
 import logging
 import os
 import pickle
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch.multiprocessing as mp
 
 from engine_lib.utils.errors import UserError
 
-__all__ = ["WorkerFailedError", "describe_failure", "save_user_error", "load_user_error"]
+__all__ = [
+    "WorkerFailedError",
+    "WorkerStoppedError",
+    "describe_failure",
+    "stopped_workers",
+    "save_user_error",
+    "load_user_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,14 @@ class WorkerFailedError(RuntimeError):
         self.rank = rank
         self.pid = pid
         self.index = index
+
+
+class WorkerStoppedError(WorkerFailedError, UserError):
+    """A worker was stopped (SIGSTOP, a debugger) and its peers gave up waiting for it.
+
+    One line naming the stopped worker's rank, where :class:`WorkerFailedError` would show the
+    traceback of a healthy peer whose collective timed out.
+    """
 
 
 def save_user_error(error: UserError, path: str) -> None:
@@ -80,7 +95,7 @@ def _tracebacks(error_files: List[str]) -> List[Tuple[float, int, str]]:
 
 
 def describe_failure(
-    context: Any, error: Exception, rank_of: Callable[[int], int]
+    context: Any, error: Exception, rank_of: Callable[[int], int], stopped: Sequence[int] = ()
 ) -> WorkerFailedError:
     """Describe the worker that failed first, from the traceback files the workers wrote.
 
@@ -88,11 +103,15 @@ def describe_failure(
         context (ProcessContext): what ``torch.multiprocessing.start_processes`` returned.
         error (Exception): the ``ProcessRaisedException`` or ``ProcessExitedException``.
         rank_of (callable): the global rank of a local worker index.
+        stopped (sequence of int): local indices of the workers :func:`stopped_workers` last
+            found stopped; such a worker is the cause. Default: none.
 
     Returns:
         WorkerFailedError: naming the first failure, then those that followed it.
     """
     raised = _tracebacks(context.error_files)
+    if stopped:
+        return _stopped_failure(context, stopped, raised, rank_of)
     first = error.error_index
     if raised and any(index == first for _, index, _ in raised):
         # A worker that dies closes its connections, so its peers often raise too, a moment
@@ -120,3 +139,38 @@ def describe_failure(
             f"  rank {rank}: {tb.strip().splitlines()[-1]}" for rank, tb in others
         )
     return WorkerFailedError(message, rank=rank_of(first), pid=pid, index=first)
+
+
+def stopped_workers(processes: Sequence[Any]) -> List[int]:
+    """Local indices of the live workers that are stopped (SIGSTOP, a debugger); Linux only.
+
+    The launching process polls this while it waits: once a worker fails, the others are
+    killed, and a stopped one can no longer be told from the rest.
+    """
+    return [i for i, p in enumerate(processes) if p.is_alive() and _is_stopped(p.pid)]
+
+
+def _is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (state T: SIGSTOP, or t: traced); Linux only."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The state follows the command name, which is in parentheses and may hold spaces.
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
+
+
+def _stopped_failure(
+    context: Any, stopped: List[int], raised: List[Tuple[float, int, str]], rank_of: Callable
+) -> WorkerStoppedError:
+    index = stopped[0]
+    pid = context.processes[index].pid
+    waiting = sorted({rank_of(i) for _, i, _ in raised})
+    who = f"rank {waiting[0]}" if len(waiting) == 1 else f"ranks {waiting}"
+    if not waiting:
+        who = "its peers"
+    message = (
+        f"Worker with rank {rank_of(index)} (pid {pid}) was stopped (SIGSTOP, a debugger?) and "
+        f"{who} gave up waiting for it at the collective timeout; all workers were stopped."
+    )
+    return WorkerStoppedError(message, rank=rank_of(index), pid=pid, index=index)

@@ -6,6 +6,7 @@ machine may supply the machines.
 """
 
 import logging
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Mapping, Optional, Tuple
@@ -17,12 +18,22 @@ from engine_lib.utils.errors import ConfigError
 
 from .backends import DistEnv, backend_named, is_local_host, spawning_machines
 
-__all__ = ["DEFAULT_TIMEOUT", "Job", "job_from_flags", "job_from_launcher"]
+__all__ = [
+    "DEFAULT_RENDEZVOUS_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "Job",
+    "job_from_flags",
+    "job_from_launcher",
+]
 
 logger = logging.getLogger(__name__)
 
-#: How long a collective or the rendezvous waits for the other processes before failing.
-DEFAULT_TIMEOUT = timedelta(minutes=30)
+#: How long a collective waits for the other processes before failing (torch's is 30
+#: minutes: a stopped or deadlocked worker would hold every other one that long).
+DEFAULT_TIMEOUT = timedelta(minutes=5)
+#: How long the processes of a one-machine job wait for each other to form the group. A job
+#: of several machines started by hand waits the collective timeout instead.
+DEFAULT_RENDEZVOUS_TIMEOUT = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -39,12 +50,13 @@ class Job:
         init_method (str): ``tcp://``, ``file://``, ``env://``, or ``"auto"`` until this
             process hosts the rendezvous (:func:`~.rendezvous.hosting_rendezvous`).
         address (str): ``host:port`` of the rendezvous, for error messages.
-        timeout (timedelta): of the rendezvous and every collective.
+        timeout (timedelta): of every collective.
         local_rank (int, optional): this process's local rank when it is a worker of the
             job itself; None when it spawns the machine's ``local_world_size`` workers.
         store_in_parent (bool): the launching process hosts the TCPStore.
         user_error_dir (str): where spawned workers leave a ``UserError`` for the launching
             process ("" when nothing is spawned).
+        rendezvous_timeout (timedelta, optional): of forming the group; None: ``timeout``.
     """
 
     main_func: Callable[..., Any]
@@ -59,6 +71,7 @@ class Job:
     local_rank: Optional[int] = None
     store_in_parent: bool = False
     user_error_dir: str = ""
+    rendezvous_timeout: Optional[timedelta] = None
 
     def rank_of(self, local_rank: int) -> int:
         """The global rank of the process with ``local_rank`` on this machine."""
@@ -132,6 +145,8 @@ def job_from_flags(
             'dist_url="auto" picks a port on localhost and works on one machine only; '
             f"with num_machines={num_machines} pass the tcp://HOST:PORT of machine 0."
         )
+    if num_machines == 1 and num_gpus_per_machine > 1:
+        _check_on_this_machine(dist_url)
     return Job(
         main_func=main_func,
         args=tuple(args),
@@ -144,6 +159,8 @@ def job_from_flags(
         timeout=timeout,
         # One process per machine runs here; otherwise this process spawns the workers.
         local_rank=0 if num_gpus_per_machine == 1 else None,
+        # The processes of one machine start together; machines are often started by hand.
+        rendezvous_timeout=min(timeout, DEFAULT_RENDEZVOUS_TIMEOUT) if num_machines == 1 else None,
     )
 
 
@@ -177,6 +194,32 @@ def _take_machines(
         dist_url,
     )
     return machines.world_size, machines.rank, dist_url
+
+
+def _check_on_this_machine(dist_url: str) -> None:
+    """A one-machine job's rendezvous must be on this machine: fail now, not after a timeout."""
+    parsed = urlparse(dist_url)
+    if parsed.scheme != "tcp" or is_local_host(parsed.hostname):
+        return
+    try:
+        addresses = socket.getaddrinfo(parsed.hostname, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        raise ConfigError(
+            f"--dist-url {dist_url}: cannot resolve the host {parsed.hostname!r} ({e}); on one "
+            "machine leave --dist-url at its default or pass auto."
+        ) from e
+    for family, _, _, _, address in addresses:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address[0], 0))
+                return
+            except OSError:
+                continue
+    raise ConfigError(
+        f"--dist-url {dist_url}: {parsed.hostname} is not an address of this machine, but the "
+        "job runs on this machine only (--num-machines 1), so no process would ever answer "
+        "there; leave --dist-url at its default, pass auto, or tcp://127.0.0.1:PORT."
+    )
 
 
 def _check_layout(num_gpus_per_machine: int, num_machines: int, machine_rank: int) -> None:

@@ -1,18 +1,23 @@
 """Rendezvous: how the processes of a job find each other and form the process group.
 
-torch's ``init_process_group`` does the work. Two things are added here: ``--dist-url
-auto`` (the launching process hosts the store on a loopback port the OS picked, where
-torch's ``tcp://`` store would listen on every interface, and torchrun's standalone mode
-would need torchrun), and a :class:`DistributedInitError` that says which address did not
-answer and what to check, where torch reports a timeout or ``EADDRINUSE``.
+torch's ``init_process_group`` does the work. Added here: ``--dist-url auto`` (the
+launching process hosts the store on a loopback port the OS picked, where torch's
+``tcp://`` store would listen on every interface, and torchrun's standalone mode would need
+torchrun); the same loopback store for a one-machine job with a loopback ``tcp://`` URL (the
+default ``--dist-url``); a rendezvous with its own, shorter timeout that waits for an
+unreachable address quietly (torch's store client logs a C++ warning per retry); and a
+:class:`DistributedInitError` that says which address did not answer and what to check,
+where torch reports a timeout or ``EADDRINUSE``.
 """
 
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import socket
+import time
 from datetime import timedelta
-from typing import Iterator
+from typing import Iterator, Optional
 from urllib.parse import urlparse
 
 import torch.distributed as dist
@@ -38,10 +43,14 @@ def hosting_rendezvous(job: Job) -> Iterator[Job]:
         Job: ``job`` with the ``tcp://127.0.0.1:PORT`` of the store this process hosts (the
         job itself when its ``init_method`` is not ``"auto"``).
     """
-    if job.init_method != "auto":
+    port = _loopback_port(job)
+    if port is None:
         yield job
         return
-    store = _loopback_store(job.world_size, job.timeout)
+    try:
+        store = _loopback_store(job.world_size, _rendezvous_timeout(job), port)
+    except OSError as e:
+        raise DistributedInitError(_init_error_message(e, job, 0)) from e
     url = f"tcp://127.0.0.1:{store.port}"
     try:
         yield dataclasses.replace(
@@ -51,13 +60,41 @@ def hosting_rendezvous(job: Job) -> Iterator[Job]:
         del store  # kept alive until the workers are done with it
 
 
-def _loopback_store(world_size: int, timeout: timedelta) -> dist.TCPStore:
+def _loopback_port(job: Job) -> Optional[int]:
+    """The port to host a loopback store on for ``job`` (0: any), or None to host none."""
+    if job.init_method == "auto":
+        return 0
+    parsed = urlparse(job.init_method)
+    one_machine = job.world_size == job.local_world_size and job.local_rank is None
+    if one_machine and parsed.scheme == "tcp" and _is_loopback(parsed.hostname):
+        # torch's tcp:// store would listen on every interface, unauthenticated.
+        return parsed.port
+    return None
+
+
+def _is_loopback(host: Optional[str]) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _rendezvous_timeout(job: Job) -> timedelta:
+    return job.rendezvous_timeout or job.timeout
+
+
+def _loopback_store(world_size: int, timeout: timedelta, port: int = 0) -> dist.TCPStore:
     # Port 0: the OS binds a free port atomically, so there is no pick-then-bind race. The
     # socket is bound here because TCPStore itself listens on every interface: the store
     # has no authentication, so it must not be reachable from the network.
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        listener.bind(("127.0.0.1", 0))
+        # As TCPStore does: a fixed port whose last job's connections linger in TIME_WAIT is
+        # free to bind again (a port another process listens on is still refused).
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
         listener.listen(128)
         port = listener.getsockname()[1]
     except OSError:
@@ -81,12 +118,10 @@ def init_process_group(job: Job, rank: int) -> None:
         DistributedInitError: the group could not be formed; the message names the address
             and what to check.
     """
+    parsed = urlparse(job.init_method)
     try:
-        if job.store_in_parent:
-            parsed = urlparse(job.init_method)
-            store = dist.TCPStore(
-                parsed.hostname, parsed.port, job.world_size, is_master=False, timeout=job.timeout
-            )
+        if parsed.scheme == "tcp":
+            store = _tcp_store(job, rank, parsed.hostname, parsed.port)
             dist.init_process_group(
                 job.backend, store=store, rank=rank, world_size=job.world_size, timeout=job.timeout
             )
@@ -98,8 +133,31 @@ def init_process_group(job: Job, rank: int) -> None:
                 world_size=job.world_size,
                 timeout=job.timeout,
             )
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, OSError) as e:
         raise DistributedInitError(_init_error_message(e, job, rank)) from e
+
+
+def _tcp_store(job: Job, rank: int, host: str, port: int) -> dist.TCPStore:
+    timeout = _rendezvous_timeout(job)
+    if rank == 0 and not job.store_in_parent:
+        return dist.TCPStore(host, port, job.world_size, is_master=True, timeout=timeout)
+    _wait_until_reachable(host, port, timeout)
+    return dist.TCPStore(host, port, job.world_size, is_master=False, timeout=timeout)
+
+
+def _wait_until_reachable(host: str, port: int, timeout: timedelta) -> None:
+    """Wait quietly until ``host:port`` accepts a connection; TimeoutError if it never does."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(left, 5.0))):
+                return
+        except OSError as e:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{host}:{port} did not accept a connection ({e})") from e
+            time.sleep(min(0.5, left))
 
 
 def _init_error_message(error: Exception, job: Job, rank: int) -> str:
@@ -116,7 +174,8 @@ def _init_error_message(error: Exception, job: Job, rank: int) -> str:
     else:
         waited = f"to reach the rendezvous server of rank 0 at {job.address}"
     return (
-        f"Process {rank} of {job.world_size} gave up after {job.timeout} waiting {waited} "
+        f"Process {rank} of {job.world_size} gave up after {_rendezvous_timeout(job)} "
+        f"waiting {waited} "
         f"({reason}). Check that: the machine with --machine-rank 0 is running and reachable "
         "at that address from every machine (host name or IP, a firewall blocking the port); "
         "every machine was started with the same --dist-url and --num-machines and its own "

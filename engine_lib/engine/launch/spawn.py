@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 from engine_lib.utils.errors import UserError
 
 from .exit_codes import PREEMPTED_EXIT_CODE, TrainingPreempted
-from .failures import describe_failure, load_user_error, save_user_error
+from .failures import describe_failure, load_user_error, save_user_error, stopped_workers
 from .job import Job
 from .process_group import run_in_process_group
 from .signals import forwarding_signals
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 # before SIGKILL. Short, because a survivor blocked in a collective never returns by itself,
 # and one with a SIGTERM handler (preemption) only runs it once that collective returns.
 _SHUTDOWN_GRACE_S = 3.0
+# How often the launching process looks for stopped workers while it waits.
+_POLL_S = 1.0
 
 
 def spawn(job: Job) -> None:
@@ -54,15 +56,17 @@ def spawn(job: Job) -> None:
             join=False,
             start_method="spawn",
         )
+        stopped: List[int] = []
         with forwarding_signals(context.processes):
             try:
                 # join() returns False while workers run; on the first failure it stops the
-                # others (grace period, SIGTERM, grace period, SIGKILL) and raises.
-                while not context.join(grace_period=_SHUTDOWN_GRACE_S):
-                    pass
+                # others (grace period, SIGTERM, grace period, SIGKILL) and raises. Between
+                # calls, note the stopped workers: one is the cause when a peer times out.
+                while not context.join(timeout=_POLL_S, grace_period=_SHUTDOWN_GRACE_S):
+                    stopped = stopped_workers(context.processes)
             except mp.ProcessExitedException as e:
                 if e.exit_code != PREEMPTED_EXIT_CODE:
-                    raise describe_failure(context, e, job.rank_of) from None
+                    raise describe_failure(context, e, job.rank_of, stopped) from None
                 # The ranks saved and exited at the same iteration (they synchronize first),
                 # so the others are gone or about to be: the job as a whole was preempted.
                 for process in context.processes:
@@ -70,7 +74,7 @@ def spawn(job: Job) -> None:
                 logger.warning("The workers were preempted and saved a checkpoint; exiting.")
                 raise TrainingPreempted(-1) from None
             except mp.ProcessRaisedException as e:
-                failure = describe_failure(context, e, job.rank_of)
+                failure = describe_failure(context, e, job.rank_of, stopped)
                 user_error = load_user_error(os.path.join(user_error_dir, f"{failure.index}.pkl"))
                 raise (user_error or failure) from None
             finally:
