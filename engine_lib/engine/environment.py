@@ -27,6 +27,7 @@ from engine_lib.utils.events import (
 )
 from engine_lib.utils.file_io import atomic_write
 from engine_lib.utils.logger import setup_logger
+from engine_lib.utils.remote_weights import allow_remote_weights
 
 from .reproducibility import apply_determinism, resolve_seed
 
@@ -130,6 +131,7 @@ def default_setup(
     if args is not None:
         _log_command_line(args)
     cfg = resolve_seed(cfg)
+    allow_remote_weights(cfg.MODEL.ALLOW_REMOTE_WEIGHTS)
     logger.info("Running with full config:\n%s", cfg.dump())
     if not defer_writes:
         _dump_config(cfg)

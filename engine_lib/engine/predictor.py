@@ -12,6 +12,7 @@ from engine_lib.config import CfgNode
 from engine_lib.data.mapper import IMAGE_FORMATS, DatasetMapper, read_image
 from engine_lib.modeling import build_model
 from engine_lib.utils.errors import ConfigError
+from engine_lib.utils.remote_weights import allow_remote_weights
 
 __all__ = ["DefaultPredictor"]
 
@@ -38,6 +39,7 @@ class DefaultPredictor:
             cfg (CfgNode): the config the model was trained with, ``MODEL.WEIGHTS`` set.
         """
         self.cfg = cfg.clone()
+        allow_remote_weights(cfg.MODEL.ALLOW_REMOTE_WEIGHTS)
         self.model = build_model(self.cfg)
         self.model.eval()
         if not cfg.MODEL.WEIGHTS:

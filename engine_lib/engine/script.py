@@ -9,6 +9,7 @@ process per worker — lives here once.
 import argparse
 import logging
 import os
+from datetime import timedelta
 from typing import Any, Callable, Dict, Optional, Sequence, Type
 
 from engine_lib.checkpoint import Checkpointer
@@ -20,7 +21,7 @@ from engine_lib.utils.errors import UnknownNameError
 from engine_lib.utils.logger import create_small_table
 
 from .environment import commit_output_dir, default_setup
-from .launch import launch
+from .launch import DEFAULT_TIMEOUT, launch
 from .reproducibility import cuda_in_use, set_cublas_workspace_config
 from .trainer import DefaultTrainer
 
@@ -97,6 +98,12 @@ def train_or_evaluate(
     return results
 
 
+def _dist_timeout(args: argparse.Namespace) -> timedelta:
+    """The collective timeout: ``--dist-timeout`` seconds, or the launcher's default."""
+    seconds = getattr(args, "dist_timeout", None)
+    return timedelta(seconds=seconds) if seconds else DEFAULT_TIMEOUT
+
+
 def launch_from_args(
     main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, cfg: CfgNode
 ) -> None:
@@ -122,4 +129,5 @@ def launch_from_args(
         backend="gloo" if cfg.MODEL.DEVICE == "cpu" else None,
         launcher=getattr(args, "launcher", None),
         local_rank=getattr(args, "local_rank", None),
+        timeout=_dist_timeout(args),
     )

@@ -39,6 +39,7 @@ from engine_lib.solver import build_lr_scheduler, build_optimizer
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.logger import setup_logger
+from engine_lib.utils.remote_weights import allow_remote_weights
 
 __all__ = ["DefaultTrainer"]
 
@@ -67,6 +68,8 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         """
         if not logging.getLogger("engine_lib").handlers:
             setup_logger()
+        # Weights at http(s) URLs (MODEL.WEIGHTS, pretrained backbones) only when opted in.
+        allow_remote_weights(cfg.MODEL.ALLOW_REMOTE_WEIGHTS)
         # The one resolved config (drawn seed, world size, epochs in iterations): every part
         # below is built from it, and it is the config.yaml of the run.
         cfg, data_loader = _resolve_with_loader(cfg, self.build_train_loader)

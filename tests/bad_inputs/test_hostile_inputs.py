@@ -296,3 +296,31 @@ def test_full_disk_in_train_net_is_one_line_and_resume_point_kept(tmp_path):
     assert "Traceback" not in result.stderr
     assert (out / "last_checkpoint").read_text() == "model_0000000.pth"
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+
+
+def test_the_config_key_turns_remote_weights_on_where_weights_are_loaded(servers, tmp_path):
+    from engine_lib.engine import DefaultPredictor
+    from engine_lib.utils import remote_weights
+
+    cfg = get_cfg()
+    cfg.MODEL.ALLOW_REMOTE_WEIGHTS = True
+    try:
+        DefaultPredictor(cfg)  # no weights: random init; the switch follows the key
+        assert remote_weights._ALLOWED["value"] is True
+        cfg.MODEL.ALLOW_REMOTE_WEIGHTS = False
+        DefaultPredictor(cfg)
+        assert remote_weights._ALLOWED["value"] is False
+    finally:
+        allow_remote_weights(False)
+
+
+def test_dist_timeout_flag_reaches_launch():
+    import argparse
+    from datetime import timedelta
+
+    from engine_lib.engine.launch import DEFAULT_TIMEOUT
+    from engine_lib.engine.script import _dist_timeout
+
+    assert _dist_timeout(argparse.Namespace(dist_timeout=7.5)) == timedelta(seconds=7.5)
+    assert _dist_timeout(argparse.Namespace(dist_timeout=None)) == DEFAULT_TIMEOUT
+    assert _dist_timeout(argparse.Namespace()) == DEFAULT_TIMEOUT
