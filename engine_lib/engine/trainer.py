@@ -129,11 +129,22 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
                 sampler position, RNG, hook states), or load ``MODEL.WEIGHTS`` when there is
                 none. A path: continue from that checkpoint. False or "": only load
                 ``MODEL.WEIGHTS`` (if set). See :mod:`engine_lib.checkpoint.resume`.
+
+        Raises:
+            ConfigError: the checkpoint is past ``SOLVER.MAX_ITER`` (naming both numbers).
         """
         self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         # Set by load_state_dict: a checkpoint of iteration 0 is a resume too, so the
         # iteration alone can't tell.
         self.start_iter = self.iter + 1 if self._resumed_from_checkpoint else 0
+        if self.start_iter > self.max_iter:
+            # Training on would save the finished run's later iterations under smaller numbers.
+            raise ConfigError(
+                f"Cannot resume: the checkpoint in {self.cfg.OUTPUT_DIR!r} has trained "
+                f"{self.start_iter} iterations, more than SOLVER.MAX_ITER={self.max_iter}; "
+                f"resume with "
+                f"SOLVER.MAX_ITER >= {self.start_iter}, or start a new run in another OUTPUT_DIR"
+            )
         if self._resumed_from_checkpoint:
             logger.info("Resuming training at iteration %d", self.start_iter)
 
