@@ -132,10 +132,9 @@ def default_setup(
         for name in _LOGGER_NAMES:
             setup_logger(None, distributed_rank=rank, name=name)
             logging.getLogger(name).addHandler(held)
-        if cfg.OUTPUT_DIR and os.path.isdir(cfg.OUTPUT_DIR):
-            # A second job on a used OUTPUT_DIR stops now, before it builds anything; the
-            # lock of a directory that does not exist yet is taken when it is created.
-            lock_output_dir(cfg.OUTPUT_DIR)
+        # A second job on a used OUTPUT_DIR stops now, before it builds anything; the lock
+        # of a directory that does not exist yet is taken when it is created.
+        lock_output_dir(cfg.OUTPUT_DIR, if_exists=True)
     else:
         _open_output_dir(cfg.OUTPUT_DIR, rank)
         if args is not None and hasattr(args, "resume"):

@@ -146,7 +146,7 @@ def _try_lock(output_dir: str) -> Optional[str]:
     return None
 
 
-def lock_output_dir(output_dir: str) -> None:
+def lock_output_dir(output_dir: str, if_exists: bool = False) -> None:
     """Hold the job's exclusive lock on ``output_dir`` until :func:`release_output_dir` or exit.
 
     Collective when distributed: the main process takes the lock and every process raises
@@ -154,6 +154,8 @@ def lock_output_dir(output_dir: str) -> None:
 
     Args:
         output_dir (str): the job's ``OUTPUT_DIR``.
+        if_exists (bool): do nothing if the main process does not see the directory (it is
+            locked when it is created). Every process must pass the same. Default: False.
 
     Raises:
         OutputDirInUseError: another job holds the lock; the message names its pid, host,
@@ -163,7 +165,8 @@ def lock_output_dir(output_dir: str) -> None:
         return
     error = None
     if comm.is_main_process() and os.path.abspath(output_dir) not in _HELD:
-        error = _try_lock(output_dir)
+        if not if_exists or os.path.isdir(output_dir):
+            error = _try_lock(output_dir)
     if comm.get_world_size() > 1:
         error = comm.all_gather(error)[0]
     if error is not None:

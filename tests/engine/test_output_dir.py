@@ -96,6 +96,8 @@ def test_lock_is_reentrant_in_one_process_and_released_without_a_trace(tmp_path)
     release_output_dir(out)
     release_output_dir(out)
     assert os.listdir(out) == []
+    lock_output_dir(os.path.join(out, "later"), if_exists=True)  # locked once created
+    assert os.listdir(out) == []
 
 
 def _previous_run(out) -> None:
