@@ -20,7 +20,13 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from engine_lib.utils.errors import ConfigError
 
-from .validators import Describe, coerce_like_default, register_validator, register_value_check
+from .validators import (
+    Describe,
+    coerce_like_default,
+    register_range,
+    register_validator,
+    register_value_check,
+)
 
 __all__ = [
     "PERIOD_KEYS",
@@ -304,4 +310,10 @@ def _is_positive(value: Any) -> bool:
 
 for _key in PERIOD_KEYS:
     register_value_check(_key, check_period)
+# Iteration counts only; an "Nep" string is never negative. A checkpoint period of 0 would
+# divide by zero; an evaluation period of 0 means "only at the end".
+register_range("SOLVER.CHECKPOINT_PERIOD", 1, meaning="iterations between checkpoints")
+register_range("TEST.EVAL_PERIOD", 0, meaning="iterations between evaluations, 0: at the end")
+register_range("SOLVER.WARMUP_ITERS", 0, meaning="warmup iterations")
+register_range("SOLVER.STEPS", 0, meaning="iterations of the LR decays")
 register_validator("SOLVER", settle_training_length)

@@ -7,6 +7,8 @@ here, from the module that owns the key:
 * a **value check** (:func:`register_value_check`) replaces the type check of one key: it
   takes the decoded value and returns the value to store (it may change type, e.g. a period
   given as ``500`` or ``"5ep"``), or raises a :class:`ConfigError` naming the key and source;
+* a **range** (:func:`register_range`) bounds a numeric key (or each number of a list key):
+  checked after the type check (or the value check), it also rejects NaN and infinities;
 * a **group validator** (:func:`register_validator`) sees what one source (a config file with
   its ``_BASE_`` files, or the command line) sets in a group before it is merged onto what is
   already there; it may edit the incoming values (e.g. unset a key that the source replaces
@@ -15,10 +17,12 @@ here, from the module that owns the key:
 Example:
     >>> register_value_check("SOLVER.CHECKPOINT_PERIOD", check_period)
     >>> register_validator("SOLVER", settle_training_length)
+    >>> register_range("SOLVER.BASE_LR", low=0, low_open=True, meaning="the learning rate")
 """
 
 import logging
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+import math
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from yacs.config import _VALID_TYPES
 
@@ -30,6 +34,7 @@ __all__ = [
     "ValueCheck",
     "coerce_like_default",
     "get_value_check",
+    "register_range",
     "register_validator",
     "register_value_check",
     "run_validators",
@@ -47,6 +52,18 @@ ValueCheck = Callable[[Any, Any, str, str], Any]
 GroupValidator = Callable[[Dict[str, Any], Mapping[str, Any], Describe], None]
 
 _VALUE_CHECKS: Dict[str, ValueCheck] = {}
+
+
+class _Range(NamedTuple):
+    low: Optional[float]
+    high: Optional[float]
+    low_open: bool
+    high_open: bool
+    allow_inf: bool
+    meaning: str
+
+
+_RANGES: Dict[str, _Range] = {}
 _VALIDATORS: Dict[str, List[GroupValidator]] = {}
 
 
@@ -60,9 +77,75 @@ def register_value_check(key: str, check: ValueCheck) -> None:
     _VALUE_CHECKS[key] = check
 
 
+def register_range(
+    key: str,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+    meaning: str = "",
+) -> None:
+    """Reject values of ``key`` outside ``[low, high]`` (or NaN) when they are merged.
+
+    Strings (a period in epochs, ``"5ep"``) and None are left to the key's value check.
+
+    Args:
+        key (str): the dotted key, e.g. ``"SOLVER.BASE_LR"``.
+        low (float, optional): the smallest accepted value (None: no bound).
+        high (float, optional): the largest accepted value (None: no bound).
+        low_open (bool): ``low`` itself is rejected. Default: False.
+        high_open (bool): ``high`` itself is rejected. Default: False.
+        allow_inf (bool): accept ``inf`` (e.g. an infinity norm). Default: False.
+        meaning (str): what the key is, for the message (e.g. ``"the learning rate"``).
+    """
+    _RANGES[key] = _Range(low, high, low_open, high_open, allow_inf, meaning)
+
+
+def _expected(rule: _Range) -> str:
+    parts = []
+    if rule.low is not None:
+        parts.append(f"{'>' if rule.low_open else '>='} {rule.low:g}")
+    if rule.high is not None:
+        parts.append(f"{'<' if rule.high_open else '<='} {rule.high:g}")
+    text = "a number " + " and ".join(parts) if parts else "a finite number"
+    return text + (f" ({rule.meaning})" if rule.meaning else "")
+
+
+def _in_range(number: float, rule: _Range) -> bool:
+    if math.isnan(number) or (math.isinf(number) and not rule.allow_inf):
+        return False
+    if rule.low is not None and (number < rule.low or (rule.low_open and number == rule.low)):
+        return False
+    if rule.high is not None and (number > rule.high or (rule.high_open and number == rule.high)):
+        return False
+    return True
+
+
+def _ranged(check: ValueCheck, rule: _Range) -> ValueCheck:
+    def check_range(value: Any, default: Any, key: str, source: str) -> Any:
+        value = check(value, default, key, source)
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        for number in numbers:
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                continue
+            if not _in_range(number, rule):
+                raise ConfigError(
+                    f"Config key '{key}' ({source}) got {value!r}; expected {_expected(rule)}"
+                )
+        return value
+
+    return check_range
+
+
 def get_value_check(key: str) -> Optional[ValueCheck]:
-    """The check registered for ``key``, or None (the default's type applies)."""
-    return _VALUE_CHECKS.get(key)
+    """The check of ``key``: its value check and its range, or None (the default's type applies)."""
+    check = _VALUE_CHECKS.get(key)
+    rule = _RANGES.get(key)
+    if rule is None:
+        return check
+    return _ranged(check or coerce_like_default, rule)
 
 
 def value_checked_keys() -> Tuple[str, ...]:

@@ -3,7 +3,11 @@
 Importing this package registers the built-in data sets (``digits_train``, ``digits_test``).
 """
 
-from . import samplers
+# config_ranges registers the value ranges of the data keys.
+from . import (
+    config_ranges,  # noqa: F401
+    samplers,
+)
 from .build import (
     build_test_loader,
     build_train_loader,

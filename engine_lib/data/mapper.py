@@ -54,10 +54,12 @@ def read_image(dataset_dict: Dict[str, Any]) -> torch.Tensor:
         try:
             with Image.open(file_name) as image:
                 tensor = v2.functional.pil_to_tensor(image.convert("RGB"))
-        except OSError as e:  # PIL's UnidentifiedImageError is an OSError too
+        # PIL's UnidentifiedImageError is an OSError too; a header claiming more pixels than
+        # Image.MAX_IMAGE_PIXELS allows (twice over) raises DecompressionBombError.
+        except (OSError, Image.DecompressionBombError) as e:
             raise ConfigError(
-                f"Cannot read image file {file_name!r}: {e}. Expected an image PIL can open "
-                "(PNG, JPEG, ...)"
+                f"Cannot read image file {file_name!r}: {str(e).rstrip('.')}. Expected an "
+                "image PIL can open (PNG, JPEG, ...)"
             ) from e
     else:
         keys = sorted(dataset_dict)

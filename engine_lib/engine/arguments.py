@@ -59,6 +59,9 @@ Continue from the newest checkpoint in OUTPUT_DIR, or from a given one:
     $ {prog} --config-file cfg.yaml --resume
     $ {prog} --config-file cfg.yaml --resume output/model_0004999.pth
 
+Start again from scratch in an OUTPUT_DIR that holds a previous run (removes its checkpoints):
+    $ {prog} --config-file cfg.yaml --overwrite
+
 Run on two machines (the same --dist-url, the address of machine 0, on both):
     (machine 0)$ {prog} --machine-rank 0 --num-machines 2 --dist-url tcp://10.0.0.1:29500 ...
     (machine 1)$ {prog} --machine-rank 1 --num-machines 2 --dist-url tcp://10.0.0.1:29500 ...
@@ -106,7 +109,8 @@ class _ValidatingParser(argparse.ArgumentParser):
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """Create the parser of the common command line of training and evaluation scripts.
 
-    Flags: ``--config-file FILE``; ``--resume [PATH]``; ``--eval-only``; ``--num-gpus N``
+    Flags: ``--config-file FILE``; ``--resume [PATH]``; ``--eval-only``; ``--overwrite``
+    (a fresh run may replace a previous run in ``OUTPUT_DIR``); ``--num-gpus N``
     (default 1); ``--num-machines N`` (default 1); ``--machine-rank R`` (default 0);
     ``--dist-url URL`` (default :func:`default_dist_url`; ``auto`` picks a free port, one
     machine only); ``--dist-timeout SECONDS`` (``launch``'s ``timeout``; default None:
@@ -146,7 +150,7 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """``--config-file``, ``--resume [PATH]``, ``--eval-only``: what the run does."""
+    """``--config-file``, ``--resume [PATH]``, ``--eval-only``, ``--overwrite``: the run."""
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
     parser.add_argument(
         "--resume",
@@ -158,6 +162,12 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "checkpoint (model, optimizer, schedule, iteration, RNG states)",
     )
     parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a fresh run even though OUTPUT_DIR holds a previous run's checkpoints or "
+        "metrics.json, which are then removed (without it such a run is refused)",
+    )
 
 
 def _add_launch_flags(parser: argparse.ArgumentParser) -> None:

@@ -29,11 +29,13 @@ from engine_lib.utils.file_io import atomic_write
 from engine_lib.utils.logger import setup_logger
 from engine_lib.utils.remote_weights import allow_remote_weights
 
+from .output_dir import check_fresh_run, lock_output_dir
 from .reproducibility import apply_determinism, resolve_seed
 
 __all__ = [
     "OutputDirError",
     "commit_output_dir",
+    "config_file_name",
     "default_setup",
     "default_writers",
     "update_dumped_config",
@@ -95,6 +97,12 @@ def default_setup(
     ``cfg.SEED + rank`` and sets cuDNN benchmark, or deterministic mode with
     ``cfg.DETERMINISTIC`` (:func:`~engine_lib.engine.reproducibility.apply_determinism`).
 
+    The job holds an exclusive lock on ``OUTPUT_DIR`` from here until it exits (deferred: from
+    here if the directory exists, else from :func:`commit_output_dir`; see
+    :mod:`engine_lib.engine.output_dir`). Without deferral and with ``args`` from
+    ``default_argument_parser``, a fresh run over a previous run's checkpoints is refused
+    unless ``args.overwrite``; ``--eval-only`` dumps ``config_eval.yaml``, not ``config.yaml``.
+
     ``cfg.SEED < 0`` draws one seed for the whole job (rank 0's, logged with how to repeat
     the run); the returned config holds it, and so does the dumped ``config.yaml``: use the
     returned config from then on (the trainer's samplers read ``SEED`` too).
@@ -113,6 +121,8 @@ def default_setup(
 
     Raises:
         OutputDirError: ``OUTPUT_DIR`` cannot be created or written (not when deferred).
+        OutputDirInUseError: another job holds ``OUTPUT_DIR``.
+        PreviousRunError: a fresh run over a previous one, without ``--overwrite``.
     """
     global _LOGGER_NAMES
     rank = comm.get_rank()
@@ -123,8 +133,18 @@ def default_setup(
         for name in _LOGGER_NAMES:
             setup_logger(None, distributed_rank=rank, name=name)
             logging.getLogger(name).addHandler(held)
+        # A second job on a used OUTPUT_DIR stops now, before it builds anything; the lock
+        # of a directory that does not exist yet is taken when it is created.
+        lock_output_dir(cfg.OUTPUT_DIR, if_exists=True)
     else:
         _open_output_dir(cfg.OUTPUT_DIR, rank)
+        if args is not None and hasattr(args, "resume"):
+            check_fresh_run(
+                cfg.OUTPUT_DIR,
+                args.resume,
+                getattr(args, "eval_only", False),
+                getattr(args, "overwrite", False),
+            )
 
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info("Environment info:\n%s", collect_env_info())
@@ -134,7 +154,7 @@ def default_setup(
     allow_remote_weights(cfg.MODEL.ALLOW_REMOTE_WEIGHTS)
     logger.info("Running with full config:\n%s", cfg.dump())
     if not defer_writes:
-        _dump_config(cfg)
+        _dump_config(cfg, config_file_name(args))
 
     seed = seed_all_rng(cfg.SEED + rank)
     logger.info("Seed of this process: %d", seed)
@@ -150,7 +170,12 @@ def _log_command_line(args: argparse.Namespace) -> None:
             logger.info("Contents of config file %s:\n%s", config_file, f.read())
 
 
-def commit_output_dir(cfg: CfgNode) -> None:
+def config_file_name(args: Optional[argparse.Namespace]) -> str:
+    """``config.yaml``, or ``config_eval.yaml`` for ``--eval-only`` (the run's stays as it was)."""
+    return "config_eval.yaml" if getattr(args, "eval_only", False) else "config.yaml"
+
+
+def commit_output_dir(cfg: CfgNode, config_name: str = "config.yaml") -> None:
     """Finish a ``default_setup(..., defer_writes=True)``: write ``OUTPUT_DIR`` from now on.
 
     Creates ``OUTPUT_DIR``, adds the log files to the loggers, writes the log records held
@@ -160,6 +185,9 @@ def commit_output_dir(cfg: CfgNode) -> None:
     Args:
         cfg (CfgNode): the config the run uses: ``trainer.cfg`` when training (resolved:
             seed, world size, epochs), else the one :func:`default_setup` returned.
+        config_name (str): the file name of the dumped config; evaluation-only runs write
+            ``config_eval.yaml`` so that the training run's ``config.yaml`` stays as it was.
+            Default: ``"config.yaml"``.
 
     Raises:
         OutputDirError: ``OUTPUT_DIR`` cannot be created or written.
@@ -171,7 +199,7 @@ def commit_output_dir(cfg: CfgNode) -> None:
         for record in records:
             for handler in files:
                 handler.handle(record)
-    _dump_config(cfg)
+    _dump_config(cfg, config_name)
 
 
 def update_dumped_config(cfg: CfgNode) -> None:
@@ -203,6 +231,8 @@ def _open_output_dir(output_dir: str, rank: int) -> None:
         with _output_dir_errors(output_dir):
             os.makedirs(output_dir, exist_ok=True)
     comm.synchronize()
+    # Before the first write (the log files): one job per OUTPUT_DIR.
+    lock_output_dir(output_dir)
     with _output_dir_errors(output_dir):
         for name in _LOGGER_NAMES:
             setup_logger(output_dir or None, distributed_rank=rank, name=name)
@@ -210,9 +240,9 @@ def _open_output_dir(output_dir: str, rank: int) -> None:
         _OPEN_OUTPUT_DIRS.add(os.path.abspath(output_dir))
 
 
-def _dump_config(cfg: CfgNode) -> None:
+def _dump_config(cfg: CfgNode, name: str = "config.yaml") -> None:
     if comm.is_main_process() and cfg.OUTPUT_DIR:
-        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        path = os.path.join(cfg.OUTPUT_DIR, name)
         with _output_dir_errors(cfg.OUTPUT_DIR):
             with atomic_write(path, "w") as f:
                 f.write(cfg.dump())

@@ -20,8 +20,9 @@ from engine_lib.utils import comm
 from engine_lib.utils.errors import UnknownNameError
 from engine_lib.utils.logger import create_small_table
 
-from .environment import commit_output_dir, default_setup
+from .environment import commit_output_dir, config_file_name, default_setup
 from .launch import DEFAULT_TIMEOUT, launch
+from .output_dir import check_fresh_run, release_output_dir
 from .reproducibility import cuda_in_use, set_cublas_workspace_config
 from .trainer import DefaultTrainer
 
@@ -57,7 +58,11 @@ def train_or_evaluate(
 
     Everything that can fail on user input (data set names, model, data, weights) is built
     before anything is written to ``OUTPUT_DIR``, so a bad input leaves a previous run's
-    files as they were (see :func:`commit_output_dir`).
+    files as they were (see :func:`commit_output_dir`). The job holds the lock on
+    ``OUTPUT_DIR`` until it returns; a fresh run (no ``--resume``) over a previous run's
+    checkpoints or ``metrics.json`` stops unless ``args.overwrite``
+    (:mod:`engine_lib.engine.output_dir`); ``--eval-only`` writes ``config_eval.yaml`` and
+    its results under ``inference/``, never the training run's ``config.yaml``.
 
     Args:
         cfg (CfgNode): the frozen config.
@@ -71,6 +76,23 @@ def train_or_evaluate(
     Returns:
         dict: the final evaluation results (empty on non-main processes).
     """
+    try:
+        results = _train_or_evaluate(cfg, args, trainer_cls, extra_loggers, prepare)
+    finally:
+        # The lock on OUTPUT_DIR ends with the run, also when it fails.
+        release_output_dir(cfg.OUTPUT_DIR)
+    if comm.is_main_process() and results:
+        logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))
+    return results
+
+
+def _train_or_evaluate(
+    cfg: CfgNode,
+    args: argparse.Namespace,
+    trainer_cls: Type[DefaultTrainer],
+    extra_loggers: Sequence[str],
+    prepare: Optional[Callable[[CfgNode], None]],
+) -> Dict[str, Any]:
     # A negative SEED becomes the job's drawn seed here, before the data loaders read it.
     cfg = default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
     if prepare is not None:
@@ -83,18 +105,21 @@ def train_or_evaluate(
         )
         # The same resume rules as training (engine_lib.checkpoint.resume).
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        commit_output_dir(cfg)
+        # config_eval.yaml: the training run's config.yaml stays as it was.
+        commit_output_dir(cfg, config_file_name(args))
         results = trainer_cls.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
     else:
         trainer = trainer_cls(cfg)
         trainer.resume_or_load(resume=args.resume)
+        # Everything is built and checked: only now may a fresh run replace a previous one.
+        check_fresh_run(
+            trainer.cfg.OUTPUT_DIR, args.resume, False, getattr(args, "overwrite", False)
+        )
         # config.yaml records the config the trainer resolved and uses (seed, epochs, batch).
         commit_output_dir(trainer.cfg)
         results = trainer.train()
-    if comm.is_main_process() and results:
-        logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))
     return results
 
 

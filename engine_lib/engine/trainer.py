@@ -132,13 +132,33 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
                 sampler position, RNG, hook states), or load ``MODEL.WEIGHTS`` when there is
                 none. A path: continue from that checkpoint. False or "": only load
                 ``MODEL.WEIGHTS`` (if set). See :mod:`engine_lib.checkpoint.resume`.
+
+        Raises:
+            ConfigError: the checkpoint is past ``SOLVER.MAX_ITER`` (naming both numbers).
         """
-        self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         # Set by load_state_dict: a checkpoint of iteration 0 is a resume too, so the
         # iteration alone can't tell.
         self.start_iter = self.iter + 1 if self._resumed_from_checkpoint else 0
+        self._check_resume_length(extra if resume else {})
         if self._resumed_from_checkpoint:
             logger.info("Resuming training at iteration %d", self.start_iter)
+
+    def _check_resume_length(self, extra: Dict[str, Any]) -> None:
+        """Refuse a resume past ``SOLVER.MAX_ITER`` (before anything is written).
+
+        Training on would save a finished run's later iterations under smaller numbers (its
+        ``model_final.pth`` of 100 iterations relabelled as iteration 59).
+        """
+        trained = self.start_iter
+        if not self._resumed_from_checkpoint and isinstance(extra.get("iteration"), int):
+            trained = extra["iteration"] + 1  # a checkpoint without trainer state
+        if trained > self.max_iter:
+            raise ConfigError(
+                f"Cannot resume: the checkpoint in {self.cfg.OUTPUT_DIR!r} has trained "
+                f"{trained} iterations, more than SOLVER.MAX_ITER={self.max_iter}; resume "
+                f"with SOLVER.MAX_ITER >= {trained}, or start a new run in another OUTPUT_DIR"
+            )
 
     # ------------------------------------------------------------------ training
     def train(self) -> Dict[str, Any]:

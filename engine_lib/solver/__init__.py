@@ -5,6 +5,8 @@ Both are chosen by name from a registry (``OPTIMIZER_REGISTRY`` by ``SOLVER.OPTI
 decorator and no engine edit.
 """
 
+# config_ranges registers the value ranges of the SOLVER keys.
+from . import config_ranges  # noqa: F401
 from .build import (
     NORM_MODULE_TYPES,
     build_optimizer,

@@ -11,16 +11,20 @@ process of their own (spawned workers, argparse's exit) run as separate processe
 
 import argparse
 import hashlib
+import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
 
 import pytest
 import torch
+from PIL import Image
 
 from engine_lib.config import get_cfg
 from engine_lib.modeling import build_model
@@ -86,9 +90,41 @@ def yaml_case(ctx: Ctx, text: str, *opts: str, name: str = "bad.yaml") -> List[s
     return train(ctx, *opts, config=ctx.file(name, text.replace("@BASE@", CONFIG)))
 
 
-def folder(ctx: Ctx, *specs: str, opts: Tuple[str, ...] = ()) -> List[str]:
-    flags = [x for spec in specs for x in ("--image-folder", spec)]
-    return [FOLDER_TRAIN_NET, "--config-file", CONFIG, *flags, *TINY, "OUTPUT_DIR", ctx.out, *opts]
+def folder(
+    ctx: Ctx, *specs: str, opts: Tuple[str, ...] = (), flags: Tuple[str, ...] = ()
+) -> List[str]:
+    folders = [x for spec in specs for x in ("--image-folder", spec)]
+    return [
+        FOLDER_TRAIN_NET,
+        "--config-file",
+        CONFIG,
+        *folders,
+        *flags,
+        *TINY,
+        "OUTPUT_DIR",
+        ctx.out,
+        *opts,
+    ]
+
+
+# A data error met in training: the run must have started, so it resumes the previous run
+# (a fresh run in a used OUTPUT_DIR is refused before that) past its iteration 9.
+RESUMED = ("SOLVER.MAX_ITER", "30")
+
+
+def png(size: int = 16, claim: int = 0, cut: bool = False) -> bytes:
+    """A PNG; ``claim``: its header says claim x claim pixels; ``cut``: its second half is lost."""
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (10, 200, 30)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    if claim:  # IHDR: length, type, then width and height, then the CRC of type + data
+        data[16:24] = struct.pack(">II", claim, claim)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data[: len(data) // 2] if cut else data)
+
+
+def two_classes(image: bytes) -> Dict[str, bytes]:
+    return {"cat/a.png": image, "dog/b.png": image}
 
 
 def make_image_root(ctx: Ctx, images: Dict[str, bytes], empty_classes=()) -> str:
@@ -314,9 +350,41 @@ CASES = [
         lambda c: folder(
             c,
             f"bad_pixels={make_image_root(c, {'cat/a.png': b'junk', 'dog/b.png': b'junk'})}",
-            opts=("DATASETS.TRAIN", "('bad_pixels',)", "SOLVER.IMS_PER_BATCH", "2"),
+            opts=("DATASETS.TRAIN", "('bad_pixels',)", "SOLVER.IMS_PER_BATCH", "2", *RESUMED),
+            flags=("--resume",),
         ),
         lambda c: ("Cannot read image file", ".png", "PNG, JPEG"),
+        may_change=("out/config.yaml", "out/log.txt"),
+    ),
+    Case(
+        "decompression_bomb_image",
+        lambda c: folder(
+            c,
+            f"bomb={make_image_root(c, two_classes(png(claim=50000)))}",
+            opts=("DATASETS.TRAIN", "('bomb',)", "SOLVER.IMS_PER_BATCH", "2", *RESUMED),
+            flags=("--resume",),
+        ),
+        lambda c: ("Cannot read image file", ".png", "2500000000 pixels", "decompression bomb"),
+        may_change=("out/config.yaml", "out/log.txt"),
+    ),
+    Case(
+        "truncated_image_in_a_worker",
+        lambda c: folder(
+            c,
+            f"cut={make_image_root(c, two_classes(png(64, cut=True)))}",
+            opts=(
+                "DATASETS.TRAIN",
+                "('cut',)",
+                "SOLVER.IMS_PER_BATCH",
+                "2",
+                "DATALOADER.NUM_WORKERS",
+                "2",
+                *RESUMED,
+            ),
+            flags=("--resume",),
+        ),
+        # The worker's error, as one line: not "Caught ConfigError in DataLoader worker".
+        lambda c: ("error: Cannot read image file", ".png", "truncated"),
         may_change=("out/config.yaml", "out/log.txt"),
     ),
     Case(
@@ -384,6 +452,40 @@ CASES = [
         lambda c: ("OUTPUT_DIR", "ro"),
         skip="root may write anywhere" if hasattr(os, "geteuid") and os.geteuid() == 0 else "",
     ),
+    # ---------------------------------------------------------------- a used OUTPUT_DIR
+    Case(
+        "fresh_run_over_a_previous_run",
+        lambda c: train(c),
+        lambda c: ("holds a previous run", "model_0000009.pth", "--resume", "--overwrite"),
+    ),
+    Case(
+        "resume_past_max_iter",
+        # The previous run's checkpoint has trained 10 iterations; TINY says MAX_ITER 2.
+        lambda c: train(c, flags=("--resume",)),
+        lambda c: ("Cannot resume", "10 iterations", "SOLVER.MAX_ITER=2"),
+    ),
+    # ---------------------------------------------------------------- value ranges
+    # (each key's range is checked in-process in test_value_ranges.py; these go end to end)
+    Case(
+        "base_lr_nan_in_yaml",
+        lambda c: yaml_case(c, "_BASE_: @BASE@\nSOLVER:\n  BASE_LR: .nan\n"),
+        lambda c: ("SOLVER.BASE_LR", "nan", "bad.yaml", "> 0"),
+    ),
+    Case(
+        "checkpoint_period_zero",
+        lambda c: train(c, "SOLVER.CHECKPOINT_PERIOD", "0"),
+        lambda c: ("SOLVER.CHECKPOINT_PERIOD", "got 0", ">= 1"),
+    ),
+    Case(
+        "test_batch_zero",
+        lambda c: train(c, "TEST.IMS_PER_BATCH", "0"),
+        lambda c: ("TEST.IMS_PER_BATCH", "got 0", ">= 1"),
+    ),
+    Case(
+        "datasets_train_unhashable",
+        lambda c: train(c, "DATASETS.TRAIN", "[['digits_train']]"),
+        lambda c: ("DATASETS.TRAIN", "list of data set names"),
+    ),
 ]
 
 # A run left in OUTPUT_DIR by an earlier job; no case may change it.
@@ -434,14 +536,15 @@ def seed_previous_run(out: str, good_checkpoint: str) -> None:
         f.write(data)
 
 
-def snapshot(root: str) -> Dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
+def snapshot(root: str) -> Dict[str, Tuple[str, int]]:
+    """sha256 and mtime of every file under ``root``, by relative path."""
     found = {}
     for dirpath, _, files in os.walk(root):
         for name in files:
             path = os.path.join(dirpath, name)
             with open(path, "rb") as f:
-                found[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+                digest = hashlib.sha256(f.read()).hexdigest()
+            found[os.path.relpath(path, root)] = (digest, os.stat(path).st_mtime_ns)
     return found
 
 
@@ -458,6 +561,10 @@ def restore_permissions(root: str) -> None:
     for dirpath, dirs, _ in os.walk(root):
         for name in dirs:
             os.chmod(os.path.join(dirpath, name), 0o700)
+
+
+# Success cases that run in an OUTPUT_DIR seeded with PREVIOUS_RUN: case id -> directory.
+SEEDED_SUCCESS = {"eval_only_in_a_run_dir": "eval_only", "overwrite_a_previous_run": "overwrite"}
 
 
 # Commands that must succeed, run by the same driver (see the tests at the end).
@@ -482,6 +589,25 @@ def _success_cases(tmp: str, checkpoints: Dict[str, str]) -> Dict[str, List[str]
             "--resume",
             *TINY,
             *out("fresh"),
+        ],
+        # Both run in an OUTPUT_DIR that holds a previous run (SEEDED_SUCCESS).
+        "eval_only_in_a_run_dir": [
+            TRAIN_NET,
+            "--config-file",
+            CONFIG,
+            "--eval-only",
+            *TINY,
+            "MODEL.WEIGHTS",
+            checkpoints["good"],
+            *out("eval_only"),
+        ],
+        "overwrite_a_previous_run": [
+            TRAIN_NET,
+            "--config-file",
+            CONFIG,
+            "--overwrite",
+            *TINY,
+            *out("overwrite"),
         ],
         "pickle_opt_in": [
             TRAIN_NET,
@@ -512,6 +638,8 @@ def corpus(tmp_path_factory, checkpoints):
         ctxs[case.id] = ctx
         before[case.id] = snapshot(ctx.root)
     success = _success_cases(str(base / "success"), checkpoints)
+    for name in SEEDED_SUCCESS.values():
+        seed_previous_run(str(base / "success" / name), checkpoints["good"])
     in_driver = [c.id for c in CASES if not c.skip and not c.own_process]
     cases_file, results_file = base / "cases.json", base / "results.json"
     with open(cases_file, "w") as f:
@@ -603,3 +731,38 @@ def test_resume_without_a_checkpoint_starts_from_scratch_with_a_notice(corpus):
 def test_pickle_checkpoint_loads_after_opting_in(corpus):
     result = corpus["_success"]["pickle_opt_in"]
     assert result["rc"] == 0, (result["stdout"] + result["stderr"])[-5000:]
+
+
+def test_eval_only_leaves_the_training_runs_files_alone(corpus, checkpoints):
+    result = corpus["_success"]["eval_only_in_a_run_dir"]
+    assert result["rc"] == 0, (result["stdout"] + result["stderr"])[-5000:]
+    out = os.path.join(corpus["_success_dir"], "eval_only")
+    for name, text in PREVIOUS_RUN.items():
+        with open(os.path.join(out, name)) as f:
+            found = f.read()
+        if name == "log.txt":  # the evaluation's log is appended to the run's
+            assert found.startswith(text) and len(found) > len(text)
+        else:
+            assert found == text, f"{name} was rewritten by --eval-only"
+    with (
+        open(checkpoints["good"], "rb") as a,
+        open(os.path.join(out, "model_0000009.pth"), "rb") as b,
+    ):
+        assert a.read() == b.read()
+    with open(os.path.join(out, "config_eval.yaml")) as f:
+        assert "MODEL:" in f.read()
+    assert os.path.isdir(os.path.join(out, "inference"))
+
+
+def test_overwrite_replaces_the_previous_run(corpus):
+    result = corpus["_success"]["overwrite_a_previous_run"]
+    output = result["stdout"] + result["stderr"]
+    assert result["rc"] == 0, output[-5000:]
+    assert "--overwrite: removing the previous run's last_checkpoint, metrics.json" in output
+    out = os.path.join(corpus["_success_dir"], "overwrite")
+    assert not os.path.exists(os.path.join(out, "model_0000009.pth"))
+    with open(os.path.join(out, "last_checkpoint")) as f:
+        assert f.read().strip() == "model_final.pth"
+    with open(os.path.join(out, "metrics.json")) as f:
+        assert '"iteration": 9' not in f.read(), "the old run's metrics were kept"
+    assert not os.path.exists(os.path.join(out, ".engine_lib.lock")), "the lock was not released"
