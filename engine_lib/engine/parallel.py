@@ -13,7 +13,7 @@ and state-dict keys see the same names as in a single process.
 """
 
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ from torch.distributed.fsdp import (
     OffloadPolicy,
     fully_shard,
 )
+from torch.distributed.tensor import DTensor
 
 from engine_lib.config import CfgNode, register_value_check
 from engine_lib.config.validators import coerce_like_default
@@ -43,6 +44,7 @@ __all__ = [
     "default_wrap_modules",
     "is_fsdp",
     "parallelize_model",
+    "rank_state_bytes",
     "unwrap_model",
 ]
 
@@ -113,11 +115,11 @@ def default_wrap_modules(model: nn.Module) -> List[nn.Module]:
     units: List[nn.Module] = []
 
     def visit(module: nn.Module) -> None:
+        if isinstance(module, (nn.Sequential, nn.ModuleList)):
+            units.extend(c for c in module.children() if any(True for _ in c.parameters()))
+            return
         for child in module.children():
-            if isinstance(child, (nn.Sequential, nn.ModuleList)):
-                units.extend(c for c in child.children() if any(True for _ in c.parameters()))
-            else:
-                visit(child)
+            visit(child)
 
     visit(backbone)
     return units
@@ -273,6 +275,41 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def is_fsdp(model: nn.Module) -> bool:
     """Whether ``model`` was sharded by :func:`apply_fsdp`."""
     return isinstance(model, FSDPModule)
+
+
+def rank_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> Dict[str, int]:
+    """Bytes of parameters, gradients and optimizer state held by this rank.
+
+    A DTensor counts its local shard only (padding included), so under FSDP this is what
+    sharding saves; under DDP every rank holds it all.
+
+    Args:
+        model (nn.Module): the (wrapped) model.
+        optimizer (torch.optim.Optimizer): its optimizer.
+
+    Returns:
+        dict: ``"params"``, ``"grads"``, ``"optimizer"`` and ``"total"``, in bytes.
+    """
+
+    def nbytes(t: Optional[torch.Tensor]) -> int:
+        if t is None:
+            return 0
+        local = t.to_local() if isinstance(t, DTensor) else t
+        return local.numel() * local.element_size()
+
+    params = list(model.parameters())
+    sizes = {
+        "params": sum(nbytes(p) for p in params),
+        "grads": sum(nbytes(p.grad) for p in params),
+        "optimizer": sum(
+            nbytes(v)
+            for state in optimizer.state.values()
+            for v in state.values()
+            if isinstance(v, torch.Tensor) and v.dim() > 0
+        ),
+    }
+    sizes["total"] = sum(sizes.values())
+    return sizes
 
 
 def _check_choice(choices: Sequence[str]):

@@ -6,6 +6,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from engine_lib.utils.errors import ConfigError
 
@@ -27,15 +28,26 @@ def _named_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
     return tensors
 
 
+def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``value`` (a whole tensor) sharded like ``target`` when that is a DTensor."""
+    if not isinstance(target, DTensor):
+        return value
+    # Every rank holds the whole value: each takes its own shard, with no communication.
+    return distribute_tensor(
+        value.to(target.device), target.device_mesh, target.placements, src_data_rank=None
+    )
+
+
 class EMA(HookBase):
     """Keep an exponential moving average of the model's weights, updated after each step.
 
     ``average = decay * average + (1 - decay) * weight`` for every floating-point parameter
     and buffer, held in float32 whatever the model's dtype, and updated on the device with
-    ``torch._foreach_lerp_``: no host sync. Other buffers (e.g. BatchNorm's batch counter)
-    are copied. The average starts from the model's weights when training starts (so weights
-    loaded after the hook was built are the starting point), unless a checkpoint restored it:
-    the averaged weights are the hook's state.
+    ``torch._foreach_lerp_``: no host sync. Under FSDP the averages are sharded like the
+    parameters (DTensors), and the hook's state holds them whole. Other buffers (e.g.
+    BatchNorm's batch counter) are copied. The average starts from the model's weights when
+    training starts (so weights loaded after the hook was built are the starting point),
+    unless a checkpoint restored it: the averaged weights are the hook's state.
 
     Evaluate with the averaged weights inside :meth:`apply_to`, e.g. in the function given to
     an :class:`EvalHook`. Register it before the hooks that save or evaluate.
@@ -130,7 +142,12 @@ class EMA(HookBase):
                     live[name].copy_(value)
 
     def state_dict(self) -> Dict[str, Any]:
+        # Under FSDP the averages are DTensor shards, like the parameters: a checkpoint holds
+        # them whole (gathered on every rank: call it on all ranks, as checkpointers do).
         weights = {} if self._average is None else dict(self._average)
+        weights = {
+            name: t.full_tensor() if isinstance(t, DTensor) else t for name, t in weights.items()
+        }
         return {"num_updates": self.num_updates, "weights": weights}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -149,4 +166,4 @@ class EMA(HookBase):
         with torch.no_grad():
             for name, value in weights.items():
                 if name in self._average:
-                    self._average[name].copy_(value)
+                    self._average[name].copy_(_like(value, self._average[name]))
