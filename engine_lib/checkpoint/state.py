@@ -35,6 +35,7 @@ __all__ = [
     "is_sharded",
     "load_full_model_state_dict",
     "load_full_optimizer_state_dict",
+    "reshard",
     "full_model_state_dict",
     "full_optimizer_state_dict",
 ]
@@ -49,6 +50,26 @@ def is_sharded(model: nn.Module) -> bool:
     return any(isinstance(m, FSDPModule) for m in model.modules())
 
 
+def reshard(model: nn.Module) -> nn.Module:
+    """Put the sharded (DTensor) parameters back on every FSDP module of ``model``.
+
+    FSDP2 registers the gathered, plain-tensor parameters on a module between its forward
+    and its backward (always for a unit that does not reshard after forward). A forward
+    without backward (evaluation, PreciseBN) leaves them there; code that reads or writes
+    the parameters outside a step calls this first. Without FSDP it does nothing.
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+    return model
+
+
 def full_model_state_dict(model: nn.Module) -> Dict[str, Any]:
     """The model's full state dict, in host memory on rank 0 (collective when sharded).
 
@@ -60,7 +81,7 @@ def full_model_state_dict(model: nn.Module) -> Dict[str, Any]:
     """
     if not is_sharded(model):
         return model.state_dict()
-    return get_model_state_dict(model, options=_SAVE)
+    return get_model_state_dict(reshard(model), options=_SAVE)
 
 
 def load_full_model_state_dict(
@@ -79,7 +100,7 @@ def load_full_model_state_dict(
     if not is_sharded(model):
         return model.load_state_dict(state, strict=strict)
     options = StateDictOptions(full_state_dict=True, strict=strict)
-    return set_model_state_dict(model, dict(state), options=options)
+    return set_model_state_dict(reshard(model), dict(state), options=options)
 
 
 def full_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
@@ -134,6 +155,7 @@ class FullStateModel(nn.Module):
         The checks a checkpointer makes before a save (e.g. that every weight is finite)
         then run on local tensors, with no collective; each rank checks its own shard.
         """
+        reshard(self.module)
         prefix = "module."
         for name, param in super().named_parameters(*args, **kwargs):
             name = name[len(prefix) :] if name.startswith(prefix) else name

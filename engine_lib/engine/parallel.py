@@ -125,6 +125,10 @@ def default_wrap_modules(model: nn.Module) -> List[nn.Module]:
     return units
 
 
+def _batch_norms(model: nn.Module) -> List[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def apply_activation_checkpointing(model: nn.Module, class_names: Sequence[str]) -> nn.Module:
     """Recompute the forward of every module of the given classes during backward.
 
@@ -181,6 +185,15 @@ def apply_fsdp(
         if wrap
         else default_wrap_modules(model)
     )
+    if param_dtype is not None:
+        # BatchNorm computes with its float32 running statistics, which a low-precision
+        # weight cannot meet: each norm layer is a float32 unit of its own that takes and
+        # returns param_dtype activations.
+        norm_policy = MixedPrecisionPolicy(
+            param_dtype=torch.float32, reduce_dtype=torch.float32, output_dtype=param_dtype
+        )
+        for norm in _batch_norms(model):
+            fully_shard(norm, **{**options, "mp_policy": norm_policy})
     for unit in units:
         fully_shard(unit, reshard_after_forward=reshard_after_forward, **options)
     fully_shard(model, reshard_after_forward=False, **options)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from engine_lib.checkpoint.state import reshard
 from engine_lib.utils.errors import ConfigError
 
 from ..train_loop import HookBase
@@ -26,6 +27,10 @@ def _named_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     return tensors
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if isinstance(t, DTensor) else t
 
 
 def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -79,7 +84,7 @@ class EMA(HookBase):
 
     def _start_average(self) -> None:
         """Start the average from the model's current weights."""
-        live = _named_tensors(self._model)
+        live = _named_tensors(reshard(self._model))
         self._average = {
             name: t.detach().to(torch.float32 if t.is_floating_point() else t.dtype, copy=True)
             for name, t in live.items()
@@ -93,10 +98,14 @@ class EMA(HookBase):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        live = _named_tensors(self._model)
-        current = [live[name].detach() for name in self._float_names]
+        # A forward without backward since the last step (an evaluation) may have left FSDP
+        # parameters gathered: average the shards.
+        live = _named_tensors(reshard(self._model))
+        # Sharded (DTensor) parameters and plain buffers in one foreach call: on the local
+        # shards, which alias the DTensors' storage.
+        current = [_local(live[name].detach()) for name in self._float_names]
         current = [t if t.dtype == torch.float32 else t.float() for t in current]
-        average = [self._average[name] for name in self._float_names]
+        average = [_local(self._average[name]) for name in self._float_names]
         torch._foreach_lerp_(average, current, 1.0 - self._decay)
         for name in self._other_names:
             self._average[name].copy_(live[name])
@@ -126,7 +135,7 @@ class EMA(HookBase):
         """
         average = self.averaged_weights
         model = self._model if model is None else _unwrap(model)
-        live = _named_tensors(model)
+        live = _named_tensors(reshard(model))
         missing = [name for name in average if name not in live]
         if missing:
             raise KeyError(f"EMA.apply_to: the model has no tensors named {missing[:5]}")
@@ -137,6 +146,8 @@ class EMA(HookBase):
         try:
             yield model
         finally:
+            # The block's forward may have left gathered copies of the averaged weights.
+            reshard(model)
             with torch.no_grad():
                 for name, value in backup.items():
                     live[name].copy_(value)
