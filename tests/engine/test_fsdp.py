@@ -279,8 +279,12 @@ def run_tool(*args):
 def test_train_net_under_fsdp_saves_a_checkpoint_that_eval_only_loads(tmp_path):
     config = os.path.join(REPO, "configs", "Digits", "cnn.yaml")
     common = ["OUTPUT_DIR", str(tmp_path), "PARALLEL.STRATEGY", "fsdp"]
-    short = ["SOLVER.MAX_ITER", "24", "SOLVER.WARMUP_ITERS", "6", "TEST.EVAL_PERIOD", "0"]
+    short = ["SOLVER.MAX_ITER", "24", "SOLVER.WARMUP_ITERS", "6", "TEST.EVAL_PERIOD", "12"]
     short += ["SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.LOG_PERIOD", "12"]
+    # bf16 parameters with BatchNorm; EMA and PreciseBN after an evaluation's forward passes.
+    short += ["PARALLEL.FSDP.PARAM_DTYPE", "bfloat16", "MODEL.EMA.ENABLED", "True"]
+    short += ["MODEL.EMA.EVAL_WITH_EMA", "False", "MODEL.EMA.DECAY", "0.5"]
+    short += ["TEST.PRECISE_BN.ENABLED", "True", "TEST.PRECISE_BN.NUM_ITER", "2"]
     flags = ["--config-file", config, "--num-gpus", "2", "--dist-url", "auto"]
     proc = run_tool(*flags, *common, *short)
     log = proc.stdout + proc.stderr
@@ -289,6 +293,8 @@ def test_train_net_under_fsdp_saves_a_checkpoint_that_eval_only_loads(tmp_path):
     weights = str(tmp_path / "model_final.pth")
     saved = torch.load(weights, weights_only=True)
     assert saved["model"]["backbone.stages.0.0.weight"].shape == (16, 3, 3, 3)
+    ema = saved["trainer"]["hooks"]["EMA"]["weights"]
+    assert ema["backbone.stages.0.0.weight"].shape == (16, 3, 3, 3)
     evaluated = run_tool(
         "--config-file", config, "--eval-only", *common,
         "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(tmp_path / "eval"),
