@@ -99,9 +99,10 @@ def default_wrap_modules(model: nn.Module) -> List[nn.Module]:
     """The units FSDP shards when ``PARALLEL.FSDP.WRAP`` is empty: the backbone's blocks.
 
     They are the children of each outermost ``nn.Sequential`` / ``nn.ModuleList`` inside
-    ``model.backbone``: the stages of ``SmallCNN``, the ``BasicBlock`` / ``Bottleneck``
-    blocks of the ResNets. A model without a ``backbone`` attribute has none (only the root
-    is sharded).
+    the outermost submodule named ``backbone`` (``model.backbone``, or
+    ``model.student.backbone`` under distillation): the stages of ``SmallCNN``, the
+    ``BasicBlock`` / ``Bottleneck`` blocks of the ResNets. A model without a ``backbone``
+    has none (only the root is sharded).
 
     Args:
         model (nn.Module): the model.
@@ -109,9 +110,10 @@ def default_wrap_modules(model: nn.Module) -> List[nn.Module]:
     Returns:
         list[nn.Module]: the units, in module order.
     """
-    backbone = getattr(model, "backbone", None)
-    if not isinstance(backbone, nn.Module):
+    backbones = [m for name, m in model.named_modules() if name.split(".")[-1] == "backbone"]
+    if not backbones:
         return []
+    backbone = backbones[0]  # the outermost (a Distiller's is its student's)
     units: List[nn.Module] = []
 
     def visit(module: nn.Module) -> None:
@@ -228,6 +230,12 @@ def check_parallel_config(cfg: CfgNode) -> None:
             f"SOLVER.AMP.DTYPE=float16 with PARALLEL.STRATEGY={strategy} is not supported (the "
             "grad scaler sees one shard); use SOLVER.AMP.DTYPE bfloat16 or "
             "PARALLEL.FSDP.PARAM_DTYPE"
+        )
+    if cfg.KD.ENABLED and cfg.KD.EMA_TEACHER:
+        # The EMA teacher is a whole copy updated from the student's (here sharded) weights.
+        raise ConfigError(
+            f"KD.EMA_TEACHER with PARALLEL.STRATEGY={strategy} is not supported; use "
+            "PARALLEL.STRATEGY ddp or a teacher from KD.MODEL_CONFIG / KD.MODEL_WEIGHTS"
         )
     if cfg.MODEL.DDP.FP16_COMPRESSION:
         raise ConfigError(

@@ -246,6 +246,10 @@ def test_unsupported_combinations_fail_at_start_up_naming_the_keys():
     cfg.PARALLEL.FSDP.CPU_OFFLOAD = True
     with pytest.raises(ConfigError, match="PARALLEL.FSDP.CPU_OFFLOAD"):
         check_parallel_config(cfg)
+    cfg.PARALLEL.FSDP.CPU_OFFLOAD = False
+    cfg.KD.ENABLED = cfg.KD.EMA_TEACHER = True
+    with pytest.raises(ConfigError, match="KD.EMA_TEACHER with PARALLEL.STRATEGY=fsdp"):
+        check_parallel_config(cfg)
     with pytest.raises(ConfigError, match="PARALLEL.STRATEGY.*'zero3'"):
         get_cfg().merge_from_list(["PARALLEL.STRATEGY", "zero3"])
     with pytest.raises(ConfigError, match="PARALLEL.FSDP.PARAM_DTYPE"):
@@ -262,6 +266,9 @@ def test_default_wrap_units_are_the_backbone_blocks():
     cnn.merge_from_file(os.path.join(REPO, "configs", "Digits", "cnn.yaml"))
     digits = build_model(cnn)
     assert default_wrap_modules(digits) == list(digits.backbone.stages.children())
+    student = nn.Module()
+    student.add_module("student", digits)  # as a Distiller holds its student
+    assert default_wrap_modules(student) == list(digits.backbone.stages.children())
 
 
 def run_tool(*args):
