@@ -84,6 +84,36 @@ _C.MODEL.DDP.FIND_UNUSED_PARAMETERS = False
 _C.MODEL.DDP.FP16_COMPRESSION = False
 
 # ---------------------------------------------------------------------------------------
+# Data parallelism (engine_lib.engine.parallel; see docs/large_models.md)
+# ---------------------------------------------------------------------------------------
+_C.PARALLEL = CN()
+# "ddp": every rank holds the whole model and optimizer (DistributedDataParallel; MODEL.DDP.*
+# apply). "fsdp": FSDP2 shards parameters, gradients and optimizer state over all ranks.
+# "hsdp": replicate across machines, shard within each machine (a 2-D device mesh).
+_C.PARALLEL.STRATEGY = "ddp"
+# Activation checkpointing: class names of modules whose forward is recomputed in backward
+# (less memory, more compute), e.g. ("BasicBlock",). Works with every strategy.
+_C.PARALLEL.ACTIVATION_CHECKPOINTING = ()
+
+_C.PARALLEL.FSDP = CN()
+# Class names of the modules sharded as units (each gathers its parameters on its own), e.g.
+# ("Bottleneck", "Block"). Empty: the backbone's blocks (the children of each outermost
+# nn.Sequential / nn.ModuleList in model.backbone: SmallCNN's stages, ResNet's blocks).
+_C.PARALLEL.FSDP.WRAP = ()
+# Free the gathered parameters of each unit after its forward and gather them again in
+# backward (ZeRO-3, least memory); False keeps them until backward (ZeRO-2, less traffic).
+_C.PARALLEL.FSDP.RESHARD_AFTER_FORWARD = True
+# Dtype of the gathered parameters in forward/backward (FSDP2 MixedPrecisionPolicy):
+# "" (the parameters' own, float32), "bfloat16", "float16" or "float32". The sharded
+# parameters and the optimizer stay float32.
+_C.PARALLEL.FSDP.PARAM_DTYPE = ""
+# Dtype of the gradient reduce-scatter: "" (PARAM_DTYPE's), "float32", "bfloat16", "float16".
+_C.PARALLEL.FSDP.REDUCE_DTYPE = ""
+# Keep sharded parameters, gradients and optimizer state in host memory (CPUOffloadPolicy;
+# the optimizer steps on CPU). Only with MODEL.DEVICE cuda.
+_C.PARALLEL.FSDP.CPU_OFFLOAD = False
+
+# ---------------------------------------------------------------------------------------
 # Input
 # ---------------------------------------------------------------------------------------
 _C.INPUT = CN()

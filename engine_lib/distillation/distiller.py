@@ -174,6 +174,11 @@ class Distiller(nn.Module):
         self.teacher._apply(fn, recurse)
         return self
 
+    def _fqn_modifiers(self) -> Dict[str, str]:
+        """The ``student.`` prefix that :meth:`state_dict` keys leave out, for
+        ``torch.distributed.checkpoint.state_dict`` (full state dicts under FSDP)."""
+        return {name: "student" for name, _ in self.student.named_children()}
+
     def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:
         """The student's state dict, with the student's keys (see the class docstring)."""
         return self.student.state_dict(*args, **kwargs)

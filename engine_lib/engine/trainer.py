@@ -19,12 +19,13 @@ from torch import nn
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.checkpoint.resume import ResumeArg
+from engine_lib.checkpoint.state import FullStateModel, FullStateOptimizer, is_sharded
 from engine_lib.config import CfgNode, resolve_config
 from engine_lib.config.scaling import scale_to_world_size
 from engine_lib.data import build_test_loader, build_train_loader, epoch_size, get_training_sampler
-from engine_lib.engine.ddp import create_ddp_model
 from engine_lib.engine.default_hooks import DefaultHookBuilders
 from engine_lib.engine.environment import update_dumped_config
+from engine_lib.engine.parallel import parallelize_model, unwrap_model
 from engine_lib.engine.reproducibility import capture_rng_state, restore_rng_state
 from engine_lib.engine.train_loop import GradClip, SimpleTrainer
 from engine_lib.evaluation import (
@@ -75,15 +76,11 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         cfg, data_loader = _resolve_with_loader(cfg, self.build_train_loader)
         #: Iterations per epoch (0 if the training set has no length): see docs/epochs.md.
         self.iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        model = create_ddp_model(
-            model,
-            # Frozen layers get no gradient, which DDP only tolerates when told so.
-            find_unused_parameters=cfg.MODEL.DDP.FIND_UNUSED_PARAMETERS
-            or (bool(cfg.MODEL.FREEZE_LAYERS) and cfg.MODEL.FREEZE_ITERS > 0),
-            fp16_compression=cfg.MODEL.DDP.FP16_COMPRESSION,
-        )
+        # Wrap first (PARALLEL.*: DDP, or FSDP sharding in place), then build the optimizer,
+        # so that under FSDP it holds the sharded parameters; on the unwrapped module, whose
+        # parameter names (LR factors, weight-decay rules) are the model's own.
+        model = self.parallelize_model(cfg, self.build_model(cfg))
+        optimizer = self.build_optimizer(cfg, unwrap_model(model))
         super().__init__(
             model,
             data_loader,
@@ -96,22 +93,26 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         )
         logger.info(
             "Training with precision=%s, %d micro-batch(es) per step, gradient clipping: %s, "
-            "%d process(es)",
+            "%d process(es), strategy %s",
             self.precision,
             self.grad_accum_steps,
             self.clip_grad,
             comm.get_world_size(),
+            cfg.PARALLEL.STRATEGY,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         # The trainer is a checkpointable: its state holds the iteration, the hooks' states
         # (the LR schedule's is the LRScheduler hook's), the grad scaler, the sampler
         # position and the RNG states of every rank.
+        # A sharded model's checkpoints hold its full (gathered) state: see
+        # engine_lib.checkpoint.state.
+        sharded = is_sharded(model)
         self.checkpointer = Checkpointer(
-            model,
+            FullStateModel(model) if sharded else model,
             cfg.OUTPUT_DIR,
             allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE,
             trainer=weakref.proxy(self),
-            optimizer=optimizer,
+            optimizer=FullStateOptimizer(model, optimizer) if sharded else optimizer,
         )
         self.start_iter = 0
         self._resumed_from_checkpoint = False
@@ -224,8 +225,18 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         return build_model(cfg)
 
     @classmethod
+    def parallelize_model(cls, cfg: CfgNode, model: nn.Module) -> nn.Module:
+        """Apply ``PARALLEL.*`` (DDP, FSDP or HSDP, activation checkpointing) to the model.
+
+        See :func:`engine_lib.engine.parallel.parallelize_model`; the model is left as it
+        is in one process.
+        """
+        return parallelize_model(cfg, model)
+
+    @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
-        """Build the optimizer (``engine_lib.solver.build_optimizer``)."""
+        """Build the optimizer (``engine_lib.solver.build_optimizer``) of the model, after
+        :meth:`parallelize_model` (never given a DDP wrapper)."""
         return build_optimizer(cfg, model)
 
     @classmethod

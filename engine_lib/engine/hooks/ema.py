@@ -6,7 +6,9 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 
+from engine_lib.checkpoint.state import reshard
 from engine_lib.utils.errors import ConfigError
 
 from ..train_loop import HookBase
@@ -27,15 +29,30 @@ def _named_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
     return tensors
 
 
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``value`` (a whole tensor) sharded like ``target`` when that is a DTensor."""
+    if not isinstance(target, DTensor):
+        return value
+    # Every rank holds the whole value: each takes its own shard, with no communication.
+    return distribute_tensor(
+        value.to(target.device), target.device_mesh, target.placements, src_data_rank=None
+    )
+
+
 class EMA(HookBase):
     """Keep an exponential moving average of the model's weights, updated after each step.
 
     ``average = decay * average + (1 - decay) * weight`` for every floating-point parameter
     and buffer, held in float32 whatever the model's dtype, and updated on the device with
-    ``torch._foreach_lerp_``: no host sync. Other buffers (e.g. BatchNorm's batch counter)
-    are copied. The average starts from the model's weights when training starts (so weights
-    loaded after the hook was built are the starting point), unless a checkpoint restored it:
-    the averaged weights are the hook's state.
+    ``torch._foreach_lerp_``: no host sync. Under FSDP the averages are sharded like the
+    parameters (DTensors), and the hook's state holds them whole. Other buffers (e.g.
+    BatchNorm's batch counter) are copied. The average starts from the model's weights when
+    training starts (so weights loaded after the hook was built are the starting point),
+    unless a checkpoint restored it: the averaged weights are the hook's state.
 
     Evaluate with the averaged weights inside :meth:`apply_to`, e.g. in the function given to
     an :class:`EvalHook`. Register it before the hooks that save or evaluate.
@@ -67,7 +84,7 @@ class EMA(HookBase):
 
     def _start_average(self) -> None:
         """Start the average from the model's current weights."""
-        live = _named_tensors(self._model)
+        live = _named_tensors(reshard(self._model))
         self._average = {
             name: t.detach().to(torch.float32 if t.is_floating_point() else t.dtype, copy=True)
             for name, t in live.items()
@@ -81,10 +98,14 @@ class EMA(HookBase):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        live = _named_tensors(self._model)
-        current = [live[name].detach() for name in self._float_names]
+        # A forward without backward since the last step (an evaluation) may have left FSDP
+        # parameters gathered: average the shards.
+        live = _named_tensors(reshard(self._model))
+        # Sharded (DTensor) parameters and plain buffers in one foreach call: on the local
+        # shards, which alias the DTensors' storage.
+        current = [_local(live[name].detach()) for name in self._float_names]
         current = [t if t.dtype == torch.float32 else t.float() for t in current]
-        average = [self._average[name] for name in self._float_names]
+        average = [_local(self._average[name]) for name in self._float_names]
         torch._foreach_lerp_(average, current, 1.0 - self._decay)
         for name in self._other_names:
             self._average[name].copy_(live[name])
@@ -114,7 +135,7 @@ class EMA(HookBase):
         """
         average = self.averaged_weights
         model = self._model if model is None else _unwrap(model)
-        live = _named_tensors(model)
+        live = _named_tensors(reshard(model))
         missing = [name for name in average if name not in live]
         if missing:
             raise KeyError(f"EMA.apply_to: the model has no tensors named {missing[:5]}")
@@ -125,12 +146,19 @@ class EMA(HookBase):
         try:
             yield model
         finally:
+            # The block's forward may have left gathered copies of the averaged weights.
+            reshard(model)
             with torch.no_grad():
                 for name, value in backup.items():
                     live[name].copy_(value)
 
     def state_dict(self) -> Dict[str, Any]:
+        # Under FSDP the averages are DTensor shards, like the parameters: a checkpoint holds
+        # them whole (gathered on every rank: call it on all ranks, as checkpointers do).
         weights = {} if self._average is None else dict(self._average)
+        weights = {
+            name: t.full_tensor() if isinstance(t, DTensor) else t for name, t in weights.items()
+        }
         return {"num_updates": self.num_updates, "weights": weights}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -149,4 +177,4 @@ class EMA(HookBase):
         with torch.no_grad():
             for name, value in weights.items():
                 if name in self._average:
-                    self._average[name].copy_(value)
+                    self._average[name].copy_(_like(value, self._average[name]))

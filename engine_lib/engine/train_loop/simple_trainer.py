@@ -6,7 +6,6 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.events import BackgroundRunner
@@ -14,6 +13,7 @@ from engine_lib.utils.periodic import every_n_iters, every_n_iters_or_last
 
 from .device_metrics import DeviceMetrics
 from .grad_clip import GradClip
+from .grad_sync import skip_grad_sync
 from .trainer_base import TrainerBase
 
 __all__ = ["SimpleTrainer", "AMPTrainer"]
@@ -208,9 +208,9 @@ class SimpleTrainer(TrainerBase):
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
         self.samples_consumed += len(data)
-        # DDP all-reduces gradients in backward; only the last micro-batch needs it.
-        if not is_last and isinstance(self.model, DistributedDataParallel):
-            with self.model.no_sync():
+        # DDP and FSDP reduce gradients in backward; only the last micro-batch needs it.
+        if not is_last:
+            with skip_grad_sync(self.model):
                 names, losses = self._losses_backward(data)
         else:
             names, losses = self._losses_backward(data)
