@@ -7,6 +7,7 @@ from .ddp import create_ddp_model
 from .environment import commit_output_dir, default_setup, default_writers
 from .launch import launch
 from .launch.exit_codes import PREEMPTED_EXIT_CODE, TrainingPreempted
+from .parallel import parallelize_model
 from .predictor import DefaultPredictor
 from .reproducibility import apply_determinism, resolve_seed
 from .script import check_dataset_names, launch_from_args, train_or_evaluate
@@ -36,4 +37,5 @@ __all__ = [
     "run_cli",
     "train_or_evaluate",
     "check_dataset_names",
+    "parallelize_model",
 ]
