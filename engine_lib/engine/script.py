@@ -24,7 +24,12 @@ from .launch import launch
 from .reproducibility import cuda_in_use, set_cublas_workspace_config
 from .trainer import DefaultTrainer
 
-__all__ = ["check_dataset_names", "launch_from_args", "train_or_evaluate"]
+__all__ = [
+    "check_dataset_names",
+    "elastic_restart_count",
+    "launch_from_args",
+    "train_or_evaluate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,17 @@ def train_or_evaluate(
     Returns:
         dict: the final evaluation results (empty on non-main processes).
     """
+    if not args.eval_only and not args.resume and elastic_restart_count() > 0:
+        # torchrun --max-restarts restarted the worker group after a failure: continue from
+        # the newest complete checkpoint (on whatever world size the group came back with)
+        # instead of starting over, as if --resume had been given.
+        logger.info(
+            "Elastic restart %d (TORCHELASTIC_RESTART_COUNT): resuming from the newest "
+            "complete checkpoint in %s",
+            elastic_restart_count(),
+            cfg.OUTPUT_DIR,
+        )
+        args = argparse.Namespace(**{**vars(args), "resume": True})
     # A negative SEED becomes the job's drawn seed here, before the data loaders read it.
     cfg = default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
     if prepare is not None:
@@ -95,6 +111,18 @@ def train_or_evaluate(
     if comm.is_main_process() and results:
         logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))
     return results
+
+
+def elastic_restart_count() -> int:
+    """How many times torch's elastic agent restarted this worker group (0 outside torchrun).
+
+    Returns:
+        int: ``TORCHELASTIC_RESTART_COUNT``, or 0 when unset.
+    """
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        return 0
 
 
 def launch_from_args(

@@ -19,6 +19,7 @@ from torch import nn
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.checkpoint.resume import ResumeArg
+from engine_lib.checkpoint.sharded import checkpoint_format
 from engine_lib.config import CfgNode, resolve_config
 from engine_lib.config.scaling import scale_to_world_size
 from engine_lib.data import build_test_loader, build_train_loader, epoch_size, get_training_sampler
@@ -107,6 +108,8 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
             model,
             cfg.OUTPUT_DIR,
             allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE,
+            checkpoint_format=checkpoint_format(cfg),
+            async_save=cfg.SOLVER.CHECKPOINT_ASYNC,
             trainer=weakref.proxy(self),
             optimizer=optimizer,
         )
@@ -182,8 +185,10 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
             restore_rng_state(rng[rank])
         else:
             logger.warning(
-                "The checkpoint holds RNG states of %d processes but this run has %d; "
-                "random streams are not restored, so the run will not repeat exactly.",
+                "Resuming a checkpoint of %d processes on %d: weights, optimizer state, LR "
+                "schedule and the global sample stream continue, but per-rank RNG streams "
+                "(augmentation, dropout) and the order of gradient reductions differ, so the "
+                "run will not repeat an uninterrupted one bit for bit.",
                 len(rng),
                 world,
             )
@@ -191,6 +196,9 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         if sampler is not None:
             if "sampler" in state:
                 sampler.load_state_dict(state["sampler"])
+                # The sampler converts a position saved at another world size (samples per
+                # rank) through the global position into this run's samples per rank.
+                self.samples_consumed = sampler.position
             sampler.set_position(self.samples_consumed)
             self.reset_data_loader(self.data_loader)
 
