@@ -75,19 +75,21 @@ def train_or_evaluate(
     Returns:
         dict: the final evaluation results (empty on non-main processes).
     """
-    if not args.eval_only and not args.resume and elastic_restart_count() > 0:
-        # torchrun --max-restarts restarted the worker group after a failure: continue from
-        # the newest complete checkpoint (on whatever world size the group came back with)
-        # instead of starting over, as if --resume had been given.
+    # torchrun --max-restarts restarted the worker group after a failure: continue from the
+    # newest complete checkpoint (on whatever world size the group came back with) instead
+    # of starting over, as if --resume had been given.
+    elastic_resume = not args.eval_only and not args.resume and elastic_restart_count() > 0
+    if elastic_resume:
+        args = argparse.Namespace(**{**vars(args), "resume": True})
+    # A negative SEED becomes the job's drawn seed here, before the data loaders read it.
+    cfg = default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
+    if elastic_resume:
         logger.info(
             "Elastic restart %d (TORCHELASTIC_RESTART_COUNT): resuming from the newest "
             "complete checkpoint in %s",
             elastic_restart_count(),
             cfg.OUTPUT_DIR,
         )
-        args = argparse.Namespace(**{**vars(args), "resume": True})
-    # A negative SEED becomes the job's drawn seed here, before the data loaders read it.
-    cfg = default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
     if prepare is not None:
         prepare(cfg)
     check_dataset_names(cfg)
