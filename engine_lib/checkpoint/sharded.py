@@ -19,9 +19,11 @@ final name is complete by construction. A kill at any instant leaves at most an
 ``.incomplete`` directory, which resume ignores (and the next save of that name removes).
 """
 
+import contextlib
 import logging
 import os
 import shutil
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -104,6 +106,15 @@ class PendingSave:
     final_dir: str
 
 
+@contextlib.contextmanager
+def _single_process_ok():
+    # DCP warns on every call without a process group that it "assumes" one process; in a
+    # single-process run (no_dist=True, given explicitly) that is what is meant.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def _sharded_state(model: nn.Module, optimizers: List[torch.optim.Optimizer]) -> Dict[str, Any]:
     model_state, optim_state = get_state_dict(model, optimizers)
     state: Dict[str, Any] = {"model": model_state}
@@ -138,16 +149,18 @@ def save_sharded_states(
     state = _sharded_state(model, optimizers)
     no_dist = not (dist.is_available() and dist.is_initialized())
     if not asynchronous:
-        dcp.save(state, checkpoint_id=directory, no_dist=no_dist)
+        with _single_process_ok():
+            dcp.save(state, checkpoint_id=directory, no_dist=no_dist)
         return None
     # async_save first stages a CPU copy (the only part the training loop waits for), then
     # writes from a background thread.
-    return dcp.async_save(
-        state,
-        checkpoint_id=directory,
-        process_group=None if no_dist else group,
-        no_dist=no_dist,
-    )
+    with _single_process_ok():
+        return dcp.async_save(
+            state,
+            checkpoint_id=directory,
+            process_group=None if no_dist else group,
+            no_dist=no_dist,
+        )
 
 
 def load_sharded_states(
@@ -166,7 +179,8 @@ def load_sharded_states(
     state = _sharded_state(model, optimizers)
     no_dist = not (dist.is_available() and dist.is_initialized())
     try:
-        dcp.load(state, checkpoint_id=directory, no_dist=no_dist)
+        with _single_process_ok():
+            dcp.load(state, checkpoint_id=directory, no_dist=no_dist)
         set_state_dict(
             model,
             optimizers,
@@ -230,7 +244,8 @@ def read_sharded_weights(directory: str) -> Dict[str, torch.Tensor]:
             )
     if not state["model"]:
         raise UnreadableCheckpointError(f"Sharded checkpoint {directory} holds no model weights.")
-    dcp.load(state, storage_reader=reader, no_dist=True)
+    with _single_process_ok():
+        dcp.load(state, storage_reader=reader, no_dist=True)
     return state["model"]
 
 
