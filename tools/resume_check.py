@@ -4,9 +4,10 @@
 Trains the config once without interruption, then again while stopping the process at
 several moments (SIGKILL by default: nothing runs after it, not even a checkpoint write in
 progress) and resuming each time with ``--resume``. The two final checkpoints
-(``model_final.pth``: weights, optimizer, schedule, trainer and hook states) must be
-bit-identical, and ``metrics.json`` must hold every iteration at most once. Prints a verdict
-and exits with 0 (exact) or 1 (not exact, or a run failed).
+(``model_final.pth``, or the sharded ``model_final/`` directory: weights, optimizer,
+schedule, trainer and hook states) must be bit-identical, and ``metrics.json`` must hold
+every iteration at most once. Prints a verdict and exits with 0 (exact) or 1 (not exact, or
+a run failed).
 
 Kill moments are chosen at random (``--seed``) among: right after a ``Saving checkpoint``
 log line (the write is then in progress), and at a random time within the run. The whole
@@ -195,7 +196,23 @@ def run_training(
 
 
 def _load(path: str) -> Dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint as one dict: a ``.pth`` file, or a sharded (DCP) directory in full."""
+    if not os.path.isdir(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = os.path.join(tmp, "merged.pth")
+        dcp_to_torch_save(path, merged)  # every rank's shards, model and optimizer
+        data = torch.load(merged, map_location="cpu", weights_only=True)
+    data.update(torch.load(os.path.join(path, "extra_state.pth"), weights_only=True))
+    return data
+
+
+def _final(directory: str) -> str:
+    """``model_final.pth``, or ``model_final`` when the run saves sharded checkpoints."""
+    sharded = os.path.join(directory, "model_final")
+    return sharded if os.path.isdir(sharded) else os.path.join(directory, "model_final.pth")
 
 
 def compare_checkpoints(expected: Any, got: Any, prefix: str = "", limit: int = 20) -> List[str]:
@@ -339,9 +356,8 @@ def resume_check(
         if result.returncode != 0:
             return Verdict(False, ["the uninterrupted run failed:\n" + result.output[-4000:]], [])
     out = os.path.join(work_dir, "interrupted")
-    final = os.path.join(out, "model_final.pth")
     for attempt, kill in enumerate([*kills, None]):
-        if kill is not None and os.path.exists(final):
+        if kill is not None and os.path.exists(_final(out)):
             runs.append(f"run {attempt}: training already finished; {kill.describe()} skipped")
             continue
         cmd = train_command(config_file, out, opts, resume=attempt > 0, num_gpus=num_gpus)
@@ -357,10 +373,11 @@ def resume_check(
                 f"{sorted(expected_codes)}:\n{result.output[-4000:]}"
             )
             return Verdict(False, problems, runs)
+    final = _final(out)
     if not os.path.exists(final):
         return Verdict(False, problems + [f"{final} was not written"], runs)
-    diffs = compare_checkpoints(_load(os.path.join(expected_dir, "model_final.pth")), _load(final))
-    problems += [f"model_final.pth differs at {d}" for d in diffs]
+    diffs = compare_checkpoints(_load(_final(expected_dir)), _load(final))
+    problems += [f"{os.path.basename(final)} differs at {d}" for d in diffs]
     problems += metrics_problems(out, expected_dir)
     return Verdict(not problems, problems, runs)
 

@@ -36,6 +36,8 @@ from .serialization import (
     check_weights_only,
     read_checkpoint,
 )
+from .sharded import INCOMPLETE_SUFFIX, is_sharded_checkpoint
+from .sharded_checkpointer import ShardedCheckpointMixin
 
 # PeriodicCheckpointer lives in its own module; it is re-exported here, where it used to be.
 __all__ = ["Checkpointer", "PeriodicCheckpointer"]
@@ -43,7 +45,7 @@ __all__ = ["Checkpointer", "PeriodicCheckpointer"]
 logger = logging.getLogger(__name__)
 
 
-class Checkpointer(_FvcoreCheckpointer):
+class Checkpointer(ShardedCheckpointMixin, _FvcoreCheckpointer):
     """Save and load a model and other checkpointable objects (optimizer, scheduler, ...).
 
     Differences from fvcore's ``Checkpointer``:
@@ -54,7 +56,11 @@ class Checkpointer(_FvcoreCheckpointer):
       and a bad file raises a :class:`CheckpointError` naming it;
     * :meth:`resume_or_load` skips an unreadable newest checkpoint and resumes from the
       newest readable older one;
-    * by default only the main process writes.
+    * by default only the main process writes;
+    * with ``checkpoint_format="dcp"``, a checkpoint is a sharded ``torch.distributed.checkpoint``
+      directory ``<save_dir>/<name>/`` that every rank writes its shard of, optionally
+      asynchronously (see :mod:`engine_lib.checkpoint.sharded`); loading accepts either
+      format, whatever the saving format, and a directory reshards to this run's world size.
 
     Args:
         model (nn.Module): the model; a DDP/DataParallel wrapper is saved as its ``module``.
@@ -64,6 +70,10 @@ class Checkpointer(_FvcoreCheckpointer):
             the main process (``comm.is_main_process()``).
         allow_pickle (bool): load files with full pickle instead of ``weights_only=True``, and
             save values of any type. Only for checkpoints from a trusted source. Default: False.
+        checkpoint_format (str): ``"torch"`` (one file, ``<name>.pth``) or ``"dcp"`` (a
+            sharded directory). Default: ``"torch"``.
+        async_save (bool): with ``"dcp"``, save asynchronously (one save in flight at most;
+            call :meth:`poll` each step and :meth:`wait` at the end). Default: False.
         **checkpointables: objects with ``state_dict()``/``load_state_dict()`` to save and
             restore along with the model, by name (e.g. ``optimizer=optimizer``).
 
@@ -81,6 +91,8 @@ class Checkpointer(_FvcoreCheckpointer):
         *,
         save_to_disk: Optional[bool] = None,
         allow_pickle: bool = False,
+        checkpoint_format: str = "torch",
+        async_save: bool = False,
         **checkpointables: Any,
     ) -> None:
         if save_to_disk is None:
@@ -95,6 +107,7 @@ class Checkpointer(_FvcoreCheckpointer):
             # A process killed mid-save leaves a hidden temporary file; nothing reads it, but
             # it holds a whole checkpoint's worth of disk.
             remove_stale_temp_files(save_dir)
+        self._init_sharded(checkpoint_format, async_save)
 
     @property
     def model(self) -> nn.Module:
@@ -128,6 +141,9 @@ class Checkpointer(_FvcoreCheckpointer):
                 ``last_checkpoint`` are unchanged, so ``--resume`` continues from them.
         """
         if not self.save_dir:
+            return
+        if self.checkpoint_format == "dcp":
+            self._save_sharded(name, kwargs)
             return
         # Every process builds the state, even those that don't write it: a checkpointable's
         # state_dict may be collective (the trainer gathers the RNG states of every rank), so
@@ -205,6 +221,8 @@ class Checkpointer(_FvcoreCheckpointer):
         if not path:
             self.logger.info("No checkpoint given; the model keeps its initial weights.")
             return {}
+        if os.path.isdir(path):
+            return self._load_sharded(path, checkpointables, for_resume)
         checkpoint = self._load_file(self._local_file(path))
         return self._apply(checkpoint, path, checkpointables, for_resume=for_resume)
 
@@ -365,7 +383,17 @@ class Checkpointer(_FvcoreCheckpointer):
         """
         if not self.save_dir or not self.path_manager.isdir(self.save_dir):
             return []
-        return super().get_all_checkpoint_files()
+        files = super().get_all_checkpoint_files()
+        if "://" in self.save_dir:
+            return files
+        # Sharded checkpoints: directories renamed from "<name>.incomplete" once complete.
+        dirs = [
+            os.path.join(self.save_dir, name)
+            for name in sorted(os.listdir(self.save_dir))
+            if not name.endswith(INCOMPLETE_SUFFIX)
+            and is_sharded_checkpoint(os.path.join(self.save_dir, name))
+        ]
+        return files + dirs
 
     def get_checkpoint_file(self) -> str:
         """Return the file ``last_checkpoint`` names.
@@ -384,10 +412,11 @@ class Checkpointer(_FvcoreCheckpointer):
         """Files to try when resuming: the tagged one first, then older ones, newest first."""
         if not self.save_dir:
             return []
-        final = os.path.join(self.save_dir, "model_final.pth")
+        finals = [os.path.join(self.save_dir, n) for n in ("model_final.pth", "model_final")]
+        finals = [p for p in finals if self.path_manager.exists(p)]
         return resume_order(
             self.get_periodic_checkpoint_files(),
-            final if self.path_manager.isfile(final) else "",
+            finals[-1] if finals else "",
             self.get_checkpoint_file(),
         )
 
@@ -395,6 +424,9 @@ class Checkpointer(_FvcoreCheckpointer):
         first_error: Optional[UnreadableCheckpointError] = None
         for path in candidates:
             try:
+                if os.path.isdir(path):
+                    # Reads nothing before it knows the directory is complete.
+                    return self._load_sharded(path, None, for_resume=True)
                 checkpoint = self._load_file(self._local_file(path))
             except UnreadableCheckpointError as e:
                 self.logger.warning(

@@ -1,6 +1,8 @@
 """``PeriodicCheckpointer``: save every ``period`` iterations and at the end; keep the newest."""
 
 import logging
+import os
+import shutil
 from typing import TYPE_CHECKING, Any, Optional
 
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
@@ -60,11 +62,18 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
         """
         iteration = int(iteration)
         data = {"iteration": iteration, **kwargs}
+        poll = getattr(self.checkpointer, "poll", None)
+        if poll is not None:
+            poll()  # finish an asynchronous save whose writes are done
         if every_n_iters(iteration, self.period):
             self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **data)
-            self._delete_old(iteration)
         if self.max_iter is not None and iteration >= self.max_iter - 1:
             self.checkpointer.save(f"{self.file_prefix}_final", **data)
+            wait = getattr(self.checkpointer, "wait", None)
+            if wait is not None:
+                wait()  # the run ends with its final checkpoint complete
+        # Counts complete checkpoints only: an asynchronous one is deleted a save later.
+        self._delete_old(iteration)
 
     def _delete_old(self, iteration: int) -> None:
         checkpointer = self.checkpointer
@@ -79,6 +88,9 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer):
             if path == protected:
                 continue
             try:
-                self.path_manager.rm(path)
+                if os.path.isdir(path):  # a sharded checkpoint
+                    shutil.rmtree(path)
+                else:
+                    self.path_manager.rm(path)
             except OSError as e:
                 logger.warning("Could not delete old checkpoint %s: %s", path, e)

@@ -69,7 +69,8 @@ def checkpoints_by_iteration(paths: List[str], file_prefix: str = "model") -> Li
     Returns:
         list[tuple[int, str]]: the periodic checkpoints among ``paths``, by iteration.
     """
-    pattern = re.compile(rf"{re.escape(file_prefix)}_(\d+)\.pth")
+    # A sharded checkpoint is a directory of the same name without ".pth".
+    pattern = re.compile(rf"{re.escape(file_prefix)}_(\d+)(?:\.pth)?")
     found = []
     for path in paths:
         match = pattern.fullmatch(os.path.basename(path))

@@ -247,6 +247,16 @@ _C.SOLVER.IMS_PER_BATCH = 64
 _C.SOLVER.CHECKPOINT_PERIOD = 1000
 # Keep at most this many periodic checkpoints on disk (0 or less = keep all).
 _C.SOLVER.MAX_TO_KEEP = 3
+# Checkpoint format: "torch" (one file model_<iter>.pth, written by the main process), "dcp"
+# (a sharded torch.distributed.checkpoint directory model_<iter>/, each rank writing its
+# shard; resumable on another number of processes), or "auto": "dcp" when PARALLEL.STRATEGY
+# is fsdp or hsdp, else "torch". Either format loads as MODEL.WEIGHTS. See
+# docs/checkpoints_sharded.md.
+_C.SOLVER.CHECKPOINT_FORMAT = "auto"
+# With the "dcp" format: save asynchronously (the loop waits only for a CPU copy of the
+# state; at most one save in flight; its collectives on a separate gloo group). last_checkpoint
+# moves when the save is complete.
+_C.SOLVER.CHECKPOINT_ASYNC = False
 # Number of micro-batches whose gradients are accumulated before each optimizer step; each
 # micro-batch has IMS_PER_BATCH images, so one step sees IMS_PER_BATCH * GRAD_ACCUM_STEPS.
 _C.SOLVER.GRAD_ACCUM_STEPS = 1

@@ -26,7 +26,12 @@ from .output_dir import check_fresh_run, release_output_dir
 from .reproducibility import cuda_in_use, set_cublas_workspace_config
 from .trainer import DefaultTrainer
 
-__all__ = ["check_dataset_names", "launch_from_args", "train_or_evaluate"]
+__all__ = [
+    "check_dataset_names",
+    "elastic_restart_count",
+    "launch_from_args",
+    "train_or_evaluate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +98,21 @@ def _train_or_evaluate(
     extra_loggers: Sequence[str],
     prepare: Optional[Callable[[CfgNode], None]],
 ) -> Dict[str, Any]:
+    # torchrun --max-restarts restarted the worker group after a failure: continue from the
+    # newest complete checkpoint (on whatever world size the group came back with) instead
+    # of starting over, as if --resume had been given.
+    elastic_resume = not args.eval_only and not args.resume and elastic_restart_count() > 0
+    if elastic_resume:
+        args = argparse.Namespace(**{**vars(args), "resume": True})
     # A negative SEED becomes the job's drawn seed here, before the data loaders read it.
     cfg = default_setup(cfg, args, defer_writes=True, extra_loggers=extra_loggers)
+    if elastic_resume:
+        logger.info(
+            "Elastic restart %d (TORCHELASTIC_RESTART_COUNT): resuming from the newest "
+            "complete checkpoint in %s",
+            elastic_restart_count(),
+            cfg.OUTPUT_DIR,
+        )
     if prepare is not None:
         prepare(cfg)
     check_dataset_names(cfg)
@@ -127,6 +145,18 @@ def _dist_timeout(args: argparse.Namespace) -> timedelta:
     """The collective timeout: ``--dist-timeout`` seconds, or the launcher's default."""
     seconds = getattr(args, "dist_timeout", None)
     return timedelta(seconds=seconds) if seconds else DEFAULT_TIMEOUT
+
+
+def elastic_restart_count() -> int:
+    """How many times torch's elastic agent restarted this worker group (0 outside torchrun).
+
+    Returns:
+        int: ``TORCHELASTIC_RESTART_COUNT``, or 0 when unset.
+    """
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        return 0
 
 
 def launch_from_args(

@@ -19,6 +19,7 @@ from torch import nn
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.checkpoint.resume import ResumeArg
+from engine_lib.checkpoint.sharded import checkpoint_format
 from engine_lib.checkpoint.state import FullStateModel, FullStateOptimizer, is_sharded
 from engine_lib.config import CfgNode, resolve_config
 from engine_lib.config.scaling import scale_to_world_size
@@ -104,15 +105,19 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         # The trainer is a checkpointable: its state holds the iteration, the hooks' states
         # (the LR schedule's is the LRScheduler hook's), the grad scaler, the sampler
         # position and the RNG states of every rank.
-        # A sharded model's checkpoints hold its full (gathered) state: see
-        # engine_lib.checkpoint.state.
-        sharded = is_sharded(model)
+        # DCP checkpoints (engine_lib.checkpoint.sharded) take the wrapped model as it is, sharded
+        # or not. A single-file checkpoint of a sharded model holds its full (gathered) state:
+        # see engine_lib.checkpoint.state.
+        fmt = checkpoint_format(cfg)
+        full_state = is_sharded(model) and fmt != "dcp"
         self.checkpointer = Checkpointer(
-            FullStateModel(model) if sharded else model,
+            FullStateModel(model) if full_state else model,
             cfg.OUTPUT_DIR,
             allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE,
+            checkpoint_format=fmt,
+            async_save=cfg.SOLVER.CHECKPOINT_ASYNC,
             trainer=weakref.proxy(self),
-            optimizer=FullStateOptimizer(model, optimizer) if sharded else optimizer,
+            optimizer=FullStateOptimizer(model, optimizer) if full_state else optimizer,
         )
         self.start_iter = 0
         self._resumed_from_checkpoint = False
@@ -206,8 +211,10 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
             restore_rng_state(rng[rank])
         else:
             logger.warning(
-                "The checkpoint holds RNG states of %d processes but this run has %d; "
-                "random streams are not restored, so the run will not repeat exactly.",
+                "Resuming a checkpoint of %d processes on %d: weights, optimizer state, LR "
+                "schedule and the global sample stream continue, but per-rank RNG streams "
+                "(augmentation, dropout) and the order of gradient reductions differ, so the "
+                "run will not repeat an uninterrupted one bit for bit.",
                 len(rng),
                 world,
             )
@@ -215,6 +222,9 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         if sampler is not None:
             if "sampler" in state:
                 sampler.load_state_dict(state["sampler"])
+                # The sampler converts a position saved at another world size (samples per
+                # rank) through the global position into this run's samples per rank.
+                self.samples_consumed = sampler.position
             sampler.set_position(self.samples_consumed)
             self.reset_data_loader(self.data_loader)
 

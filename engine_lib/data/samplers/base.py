@@ -90,19 +90,31 @@ class ResumableSampler(Sampler[int]):
         """Restore the seed and position saved by :meth:`state_dict`.
 
         The seed is restored even when it differs from the current one (a run started with a
-        random seed must continue with the same stream).
+        random seed must continue with the same stream). A state saved with another world
+        size continues from the same *global* position: ``W`` ranks that each consumed ``n``
+        samples consumed global positions ``[0, n * W)``, so each of this run's ``M`` ranks
+        starts at ``n * W / M``, and no sample is skipped or repeated when ``M`` divides the
+        global count (it does when the global batch is unchanged).
         """
-        if state.get("world_size", self._world_size) != self._world_size:
-            logger.warning(
-                "Sampler state was saved with world size %s, now %s: the resumed run will see "
-                "a different sample order than an uninterrupted one.",
-                state["world_size"],
+        position = int(state["position"])
+        saved_world = int(state.get("world_size", self._world_size))
+        if saved_world != self._world_size:
+            consumed = position * saved_world
+            position = consumed // self._world_size
+            lost = consumed - position * self._world_size
+            logger.info(
+                "Sampler state saved with world size %d, now %d: continuing from global "
+                "position %d (%d per rank)%s.",
+                saved_world,
                 self._world_size,
+                consumed,
+                position,
+                f"; {lost} sample(s) of the last global batch are repeated" if lost else "",
             )
         if int(state["seed"]) != self._seed:
             self._seed = int(state["seed"])
             self._epoch_starts = [0]
-        self.set_position(state["position"])
+        self.set_position(position)
 
     def epoch_seed(self, epoch: int) -> int:
         """Return the seed of the generator that orders ``epoch`` (depends on seed and epoch)."""

@@ -45,6 +45,11 @@ class PeriodicCheckpointer(_PeriodicCheckpointer, HookBase):
         if self.every_n_iters(self.period) or self.is_last_iter():
             check_before_save(self.trainer, self.checkpointer.model)
             self.step(self.trainer.iter)
+        # An asynchronous (DCP) save whose writes are done is made the resume point here, on
+        # the training thread, as soon as it is durable; any checkpointer may be passed.
+        poll = getattr(self.checkpointer, "poll", None)
+        if poll is not None:
+            poll()
 
     def after_train(self) -> None:
         # A run killed while writing model_final resumes from the checkpoint of the last
@@ -54,3 +59,8 @@ class PeriodicCheckpointer(_PeriodicCheckpointer, HookBase):
         if self.training_completed() and trainer.start_iter >= trainer.max_iter:
             check_before_save(trainer, self.checkpointer.model)
             self.checkpointer.save(f"{self.file_prefix}_final", iteration=trainer.max_iter - 1)
+        # The job does not end with a save in flight: it completes, and becomes the resume
+        # point, before the process may exit.
+        wait = getattr(self.checkpointer, "wait", None)
+        if wait is not None:
+            wait()

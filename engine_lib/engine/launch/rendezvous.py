@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import os
 import socket
 import time
 from datetime import timedelta
@@ -122,6 +123,23 @@ def init_process_group(job: Job, rank: int) -> None:
     try:
         if parsed.scheme == "tcp":
             store = _tcp_store(job, rank, parsed.hostname, parsed.port)
+            dist.init_process_group(
+                job.backend, store=store, rank=rank, world_size=job.world_size, timeout=job.timeout
+            )
+        elif os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun --max-restarts keeps its agent's store across restarts: a restarted
+            # group reading it through env:// would find the previous attempt's stale gloo
+            # addresses. A prefix per attempt gives each attempt a clean namespace.
+            store = dist.PrefixStore(
+                f"attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}",
+                dist.TCPStore(
+                    os.environ["MASTER_ADDR"],
+                    int(os.environ["MASTER_PORT"]),
+                    job.world_size,
+                    is_master=False,
+                    timeout=job.timeout,
+                ),
+            )
             dist.init_process_group(
                 job.backend, store=store, rank=rank, world_size=job.world_size, timeout=job.timeout
             )
