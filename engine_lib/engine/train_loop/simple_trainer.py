@@ -261,10 +261,15 @@ class SimpleTrainer(TrainerBase):
         with nothing buffered does nothing. Collective in a distributed run: every rank must
         call it at the same iteration.
 
+        Also waits for the writes that background writers (``PeriodicWriter``) queued, so
+        that what they write (e.g. ``metrics.json``) is complete up to the last write.
+
         Raises:
             FloatingPointError: if a buffered loss is infinite or NaN (on every rank).
+            Exception: the error of a background write that failed.
         """
         self._metrics.flush(self.storage)
+        self.storage.flush()
 
     def state_dict(self) -> Dict[str, Any]:
         """Return :meth:`TrainerBase.state_dict` plus ``samples_consumed`` and the grad scaler.
