@@ -11,16 +11,16 @@ per sample (see :mod:`engine_lib.data.seeding`).
 """
 
 import logging
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from engine_lib.config import CfgNode, configurable
 from engine_lib.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # torchvision is imported where it is used: it adds ~1 s to start-up
+    from torchvision.transforms import v2
 
 __all__ = ["DatasetMapper", "build_augmentations", "read_image", "IMAGE_FORMATS"]
 
@@ -50,6 +50,9 @@ def read_image(dataset_dict: Dict[str, Any]) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         tensor = tensor.unsqueeze(0) if array.ndim == 2 else tensor.permute(2, 0, 1)
     elif "file_name" in dataset_dict:
+        from PIL import Image
+        from torchvision.transforms import v2
+
         file_name = dataset_dict["file_name"]
         try:
             with Image.open(file_name) as image:
@@ -117,6 +120,9 @@ class DatasetMapper:
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """Return the model input for one dataset dict."""
+        from torchvision import tv_tensors
+        from torchvision.transforms import v2
+
         image = self.augmentations(tv_tensors.Image(read_image(dataset_dict)))
         image = image.as_subclass(torch.Tensor)
         if self.image_format == "BGR":
@@ -158,7 +164,7 @@ def _probability(value: float, key: str) -> float:
     return float(value)
 
 
-def build_augmentations(cfg: CfgNode, is_train: bool) -> v2.Compose:
+def build_augmentations(cfg: CfgNode, is_train: bool) -> "v2.Compose":
     """Build the transforms of ``INPUT.*`` for training or for testing.
 
     Training: random resized crop to ``SIZE_TRAIN`` (``INPUT.CROP``, else a plain resize),
@@ -175,6 +181,8 @@ def build_augmentations(cfg: CfgNode, is_train: bool) -> v2.Compose:
     Raises:
         ConfigError: a size or range is malformed (names the key).
     """
+    from torchvision.transforms import v2
+
     if not is_train:
         size = _size(cfg.INPUT.SIZE_TEST, "INPUT.SIZE_TEST")
         return v2.Compose([v2.Resize(size, antialias=True)])

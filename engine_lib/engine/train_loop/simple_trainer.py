@@ -14,6 +14,7 @@ from engine_lib.utils.periodic import every_n_iters, every_n_iters_or_last
 
 from .device_metrics import DeviceMetrics
 from .grad_clip import GradClip
+from .startup import log_start_up_time
 from .trainer_base import TrainerBase
 
 __all__ = ["SimpleTrainer", "AMPTrainer"]
@@ -162,6 +163,7 @@ class SimpleTrainer(TrainerBase):
         # Losses left buffered by a train() that ended in an exception belong to no storage.
         self._metrics = DeviceMetrics(BackgroundRunner() if self.async_write_metrics else None)
         super().before_train()
+        log_start_up_time(self.start_iter)
 
     def after_train(self) -> None:
         # Metrics put from the background thread must be in the storage before the hooks'
