@@ -61,6 +61,9 @@ class PeriodicWriter(HookBase):
         if self._thread is not None:
             self._thread.write(self.trainer.storage)
         else:
+            # Losses still on their way from the GPU (SimpleTrainer's defer_metric_read)
+            # must be in the storage the writers read.
+            self.trainer.storage.put_deferred_values()
             for writer in self._writers:
                 writer.write()
 

@@ -67,6 +67,13 @@ class SimpleTrainer(TrainerBase):
             for the model's device when None.
         log_grad_scaler (bool): put the grad scaler's scale as ``"[metric]grad_scaler"`` at
             each gather (fp16 only). Default: False.
+        defer_metric_read (bool, optional): at the periodic gathers, do not wait for the
+            device: the losses are copied to pinned host memory without blocking and put
+            into the storage at the next gather (the writer thread reads them for its
+            writes at once), so the GPU's queue never drains; :meth:`flush_metrics` (before
+            a checkpoint or an evaluation) and the last iteration still read them at once,
+            and raise for a non-finite loss. None: on when the model is on CUDA (it changes
+            nothing on the CPU). Default: None.
         optimizer_in_state_dict (bool): include the optimizer's state in
             :meth:`state_dict`, as detectron2 does, for a checkpointer given only the trainer;
             by default a checkpointer is given ``optimizer=`` too (``DefaultTrainer`` does),
@@ -93,6 +100,7 @@ class SimpleTrainer(TrainerBase):
         precision: Union[str, torch.dtype] = "fp32",
         grad_scaler: Optional[torch.amp.GradScaler] = None,
         log_grad_scaler: bool = False,
+        defer_metric_read: Optional[bool] = None,
         optimizer_in_state_dict: bool = False,
     ) -> None:
         super().__init__()
@@ -132,6 +140,9 @@ class SimpleTrainer(TrainerBase):
         self.precision = precision
         self._autocast_dtype = _AUTOCAST_DTYPES[precision]
         self._device_type = _model_device_type(model)
+        if defer_metric_read is None:
+            defer_metric_read = self._device_type == "cuda"
+        self.defer_metric_read = defer_metric_read
         if precision == "fp16" and grad_scaler is None:
             grad_scaler = torch.amp.GradScaler(self._device_type)
         self.grad_scaler = grad_scaler
@@ -202,7 +213,8 @@ class SimpleTrainer(TrainerBase):
         flush, except at the last iteration."""
         if self.log_grad_scaler and self.grad_scaler is not None:
             self.storage.put_scalar("[metric]grad_scaler", self.grad_scaler.get_scale())
-        self._metrics.flush(self.storage, wait=self.iter == self.max_iter - 1)
+        last = self.iter == self.max_iter - 1
+        self._metrics.flush(self.storage, wait=last, defer=self.defer_metric_read and not last)
 
     def _forward_backward(self, is_last: bool) -> Tuple[Tuple[str, ...], List[torch.Tensor], float]:
         """One micro-batch; returns the loss names, the detached losses and the data time."""

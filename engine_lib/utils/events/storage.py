@@ -97,6 +97,8 @@ class EventStorage:
         self._images: List[Tuple[str, torch.Tensor, int]] = []
         self._histograms: List[Dict[str, Any]] = []
         self._flush_callbacks: List[Callable[[], None]] = []
+        # Puts whose values are still on their way from the device: fn(storage, check).
+        self._deferred_puts: List[Callable[[EventStorage, bool], None]] = []
 
     @property
     def iter(self) -> int:
@@ -326,9 +328,34 @@ class EventStorage:
         )
         copy._smoothing_hints = dict(self._smoothing_hints)
         copy._latest_scalars = dict(self._latest_scalars)
+        copy._deferred_puts = list(self._deferred_puts)
         copy._images, self._images = self._images, []
         copy._histograms, self._histograms = self._histograms, []
         return copy
+
+    def put_deferred(self, put: Callable[["EventStorage", bool], None]) -> None:
+        """Queue puts whose values are still being copied from the device.
+
+        ``put(storage, check)`` waits for the copy and puts the values into ``storage``;
+        with ``check`` it may raise (e.g. ``FloatingPointError`` for a non-finite loss).
+        :meth:`put_deferred_values` calls the queued puts; a :meth:`snapshot` carries them
+        and the writer thread puts them into the snapshot (without ``check``) before writing,
+        so writers see values the training thread has not waited for yet.
+
+        Args:
+            put (callable): ``put(storage, check)``.
+        """
+        self._deferred_puts.append(put)
+
+    def put_deferred_values(self, check: bool = True) -> None:
+        """Wait for the values queued by :meth:`put_deferred` and put them, in order.
+
+        Args:
+            check (bool): passed to each put. Default: True.
+        """
+        puts, self._deferred_puts = self._deferred_puts, []
+        for put in puts:
+            put(self, check)
 
     def add_flush_callback(self, callback: Callable[[], None]) -> None:
         """Have :meth:`flush` call ``callback`` (a background writer's wait), in order added.

@@ -13,6 +13,9 @@ logger = logging.getLogger(__name__)
 
 
 def _write_all(writers: List[EventWriter], snapshot: EventStorage) -> None:
+    # Losses still being copied from the GPU when the snapshot was taken: waited for here,
+    # not on the training thread (which checks them for non-finite values itself, later).
+    snapshot.put_deferred_values(check=False)
     with snapshot.bound_to_this_thread():
         for writer in writers:
             try:
