@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from engine_lib.data.prefetch import DevicePrefetcher
 from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.events import BackgroundRunner
 from engine_lib.utils.periodic import every_n_iters, every_n_iters_or_last
@@ -74,6 +75,12 @@ class SimpleTrainer(TrainerBase):
             a checkpoint or an evaluation) and the last iteration still read them at once,
             and raise for a non-finite loss. None: on when the model is on CUDA (it changes
             nothing on the CPU). Default: None.
+        prefetch_device (str or torch.device, optional): draw each batch one step ahead and
+            copy it to this device on a side stream while the current step runs
+            (:class:`~engine_lib.data.prefetch.DevicePrefetcher`; give the loader
+            ``pin_memory=True``). :attr:`samples_consumed` still counts the batches the
+            steps received, so resume stays exact. None: batches go to the model as the
+            loader yields them. Default: None.
         optimizer_in_state_dict (bool): include the optimizer's state in
             :meth:`state_dict`, as detectron2 does, for a checkpointer given only the trainer;
             by default a checkpointer is given ``optimizer=`` too (``DefaultTrainer`` does),
@@ -101,6 +108,7 @@ class SimpleTrainer(TrainerBase):
         grad_scaler: Optional[torch.amp.GradScaler] = None,
         log_grad_scaler: bool = False,
         defer_metric_read: Optional[bool] = None,
+        prefetch_device: Optional[Union[str, torch.device]] = None,
         optimizer_in_state_dict: bool = False,
     ) -> None:
         super().__init__()
@@ -143,6 +151,7 @@ class SimpleTrainer(TrainerBase):
         if defer_metric_read is None:
             defer_metric_read = self._device_type == "cuda"
         self.defer_metric_read = defer_metric_read
+        self.prefetch_device = prefetch_device
         if precision == "fp16" and grad_scaler is None:
             grad_scaler = torch.amp.GradScaler(self._device_type)
         self.grad_scaler = grad_scaler
@@ -153,7 +162,10 @@ class SimpleTrainer(TrainerBase):
     def _data_loader_iter(self) -> Iterator:
         # Created on first use so that a resume can reposition the sampler before it starts.
         if self._data_loader_iter_obj is None:
-            self._data_loader_iter_obj = iter(self.data_loader)
+            loader = self.data_loader
+            if self.prefetch_device is not None:
+                loader = DevicePrefetcher(loader, self.prefetch_device)
+            self._data_loader_iter_obj = iter(loader)
         return self._data_loader_iter_obj
 
     def reset_data_loader(self, data_loader: Union[Iterable, Callable[[], Iterable]]) -> None:
