@@ -181,6 +181,9 @@ _C.DATALOADER.REPEAT_THRESHOLD = 0.0
 _C.DATALOADER.NUM_INSTANCE = 4
 # Drop the last incomplete batch of each worker's share of data.
 _C.DATALOADER.DROP_LAST = True
+# Copy the next batch to the GPU on a side stream while the current step runs (one batch drawn
+# ahead; resume stays exact). Only with a CUDA MODEL.DEVICE; a CPU run ignores it.
+_C.DATALOADER.PREFETCH_TO_DEVICE = True
 
 # ---------------------------------------------------------------------------------------
 # Solver

@@ -11,16 +11,16 @@ through :class:`~engine_lib.data.common.MapDataset`, which seeds that generator 
 """
 
 import logging
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from engine_lib.config import CfgNode, configurable
 from engine_lib.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # torchvision is imported where it is used: it adds ~1 s to start-up
+    from torchvision.transforms import v2
 
 __all__ = ["DatasetMapper", "build_augmentations", "read_image", "IMAGE_FORMATS"]
 
@@ -50,6 +50,9 @@ def read_image(dataset_dict: Dict[str, Any]) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         tensor = tensor.unsqueeze(0) if array.ndim == 2 else tensor.permute(2, 0, 1)
     elif "file_name" in dataset_dict:
+        from PIL import Image
+        from torchvision.transforms import v2
+
         file_name = dataset_dict["file_name"]
         try:
             with Image.open(file_name) as image:
@@ -146,10 +149,14 @@ class DatasetMapper:
         if self._plain_tensor_input:
             image = self._augmentations(image)
         else:
+            from torchvision import tv_tensors
+
             image = self._augmentations(tv_tensors.Image(image)).as_subclass(torch.Tensor)
         if self.image_format == "BGR":
             image = image.flip(0)
         elif self.image_format == "L":
+            from torchvision.transforms import v2
+
             image = v2.functional.rgb_to_grayscale(image, num_output_channels=1)
         output = {k: v for k, v in dataset_dict.items() if k != "image"}
         # Not made contiguous: the transforms keep the input's HWC memory layout, the model's
@@ -169,6 +176,8 @@ class DatasetMapper:
 
 def _is_torchvision_v2(transform: Any) -> bool:
     """Whether ``transform`` is one of torchvision's v2 transforms, or a Compose of them."""
+    from torchvision.transforms import v2
+
     # v2.Lambda runs the user's function, which may expect the tv_tensors.Image.
     if not isinstance(transform, v2.Transform) or isinstance(transform, v2.Lambda):
         return False
@@ -200,7 +209,7 @@ def _probability(value: float, key: str) -> float:
     return float(value)
 
 
-def build_augmentations(cfg: CfgNode, is_train: bool) -> v2.Compose:
+def build_augmentations(cfg: CfgNode, is_train: bool) -> "v2.Compose":
     """Build the transforms of ``INPUT.*`` for training or for testing.
 
     Training: random resized crop to ``SIZE_TRAIN`` (``INPUT.CROP``, else a plain resize),
@@ -217,6 +226,8 @@ def build_augmentations(cfg: CfgNode, is_train: bool) -> v2.Compose:
     Raises:
         ConfigError: a size or range is malformed (names the key).
     """
+    from torchvision.transforms import v2
+
     if not is_train:
         size = _size(cfg.INPUT.SIZE_TEST, "INPUT.SIZE_TEST")
         return v2.Compose([v2.Resize(size, antialias=True)])

@@ -2,9 +2,7 @@
 
 import logging
 import os
-from typing import Any, Dict, List, Sequence, Tuple
-
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from engine_lib.data.catalog import DatasetCatalog, MetadataCatalog
 from engine_lib.utils.errors import ConfigError
@@ -14,7 +12,16 @@ __all__ = ["register_image_folder", "load_image_folder_dicts"]
 logger = logging.getLogger(__name__)
 
 
+def _image_extensions() -> Tuple[str, ...]:
+    # torchvision is imported where it is used: importing it adds ~1 s to start-up.
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return IMG_EXTENSIONS
+
+
 def _classes(root: str) -> Tuple[List[str], Dict[str, int]]:
+    from torchvision.datasets.folder import find_classes
+
     if not os.path.isdir(root):
         raise ConfigError(
             f"Image folder {root!r} does not exist or is not a directory; expected one "
@@ -29,7 +36,7 @@ def _classes(root: str) -> Tuple[List[str], Dict[str, int]]:
 
 
 def load_image_folder_dicts(
-    root: str, extensions: Sequence[str] = IMG_EXTENSIONS
+    root: str, extensions: Optional[Sequence[str]] = None
 ) -> List[Dict[str, Any]]:
     """Return one dict per image under ``root``: ``file_name``, ``label``, ``image_id``, ``index``.
 
@@ -38,11 +45,15 @@ def load_image_folder_dicts(
 
     Args:
         root (str): the folder holding one sub-directory per class.
-        extensions (sequence of str): file name endings counted as images (case-insensitive).
+        extensions (sequence of str, optional): file name endings counted as images
+            (case-insensitive); None: torchvision's ``IMG_EXTENSIONS``.
 
     Raises:
         ConfigError: ``root`` is missing, has no class directories or no image at all.
     """
+    from torchvision.datasets.folder import make_dataset
+
+    extensions = _image_extensions() if extensions is None else extensions
     _, class_to_idx = _classes(root)
     samples = make_dataset(root, class_to_idx, extensions=tuple(extensions), allow_empty=True)
     if not samples:
@@ -64,7 +75,9 @@ def load_image_folder_dicts(
     ]
 
 
-def register_image_folder(name: str, root: str, extensions: Sequence[str] = IMG_EXTENSIONS) -> None:
+def register_image_folder(
+    name: str, root: str, extensions: Optional[Sequence[str]] = None
+) -> None:
     """Register an ``ImageFolder``-layout directory as data set ``name``.
 
     The class names are read now (and set as ``MetadataCatalog.get(name).thing_classes``);
@@ -73,7 +86,8 @@ def register_image_folder(name: str, root: str, extensions: Sequence[str] = IMG_
     Args:
         name (str): the data set name for ``DATASETS.TRAIN`` / ``DATASETS.TEST``.
         root (str): the folder holding one sub-directory per class.
-        extensions (sequence of str): file name endings counted as images.
+        extensions (sequence of str, optional): file name endings counted as images;
+            None: torchvision's ``IMG_EXTENSIONS``.
 
     Raises:
         ConfigError: ``root`` is missing or has no class directories.

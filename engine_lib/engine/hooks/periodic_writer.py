@@ -1,9 +1,9 @@
-"""Run the metric writers periodically."""
+"""Run the metric writers periodically, on a background thread by default."""
 
 import logging
-from typing import Sequence
+from typing import Optional, Sequence
 
-from engine_lib.utils.events import EventWriter
+from engine_lib.utils.events import EventWriter, WriterThread
 
 from ..train_loop import HookBase
 
@@ -17,35 +17,73 @@ class PeriodicWriter(HookBase):
 
     The writers see what the trainer has put into the storage: losses arrive there at the
     trainer's metric flushes, so give the trainer ``gather_metric_period`` equal to this
-    period (``DefaultTrainer`` does) and each write comes right after a flush. This hook does
-    not flush itself, so it may run on the main process only. The writers are written once
-    more and closed after training.
+    period (``DefaultTrainer`` does) and each write comes right after a flush. The writers
+    are written once more and closed after training.
+
+    By default (``background=True``) the writes run on a background thread
+    (:class:`~engine_lib.utils.events.WriterThread`): at each period the hook takes a
+    snapshot of the storage (microseconds) and queues the writes, which then overlap the
+    next iterations instead of stopping them (a TensorBoard write costs ~0.5 ms). Writes stay
+    in order and each sees the storage as it was at its iteration. They are waited for when
+    the trainer flushes its metrics (``trainer.flush_metrics()``, which the checkpointing and
+    evaluation hooks call before they save or evaluate), after training and after an
+    exception; a writer's error is raised in the training thread at the next write or flush.
+    This hook does not flush the trainer's metrics itself, so it may run on the main process
+    only.
 
     Args:
         writers (list[EventWriter]): the writers.
         period (int): write every this many iterations. Default: 20.
+        background (bool): write on a background thread; False: in ``after_step`` itself,
+            as detectron2 does. Default: True.
 
     Raises:
         TypeError: if a writer is not an :class:`EventWriter`.
     """
 
-    def __init__(self, writers: Sequence[EventWriter], period: int = 20) -> None:
+    def __init__(
+        self, writers: Sequence[EventWriter], period: int = 20, *, background: bool = True
+    ) -> None:
         for w in writers:
             if not isinstance(w, EventWriter):
                 raise TypeError(f"PeriodicWriter takes EventWriter objects, got {w!r}")
         self._writers = list(writers)
         self._period = period
+        self._background = background
+        self._thread: Optional[WriterThread] = None
+
+    def before_train(self) -> None:
+        if self._background:
+            self._thread = WriterThread(self._writers)
+            self.trainer.storage.add_flush_callback(self.flush)
+
+    def _write(self) -> None:
+        if self._thread is not None:
+            self._thread.write(self.trainer.storage)
+        else:
+            # Losses still on their way from the GPU (SimpleTrainer's defer_metric_read)
+            # must be in the storage the writers read.
+            self.trainer.storage.put_deferred_values()
+            for writer in self._writers:
+                writer.write()
+
+    def flush(self) -> None:
+        """Wait until the queued writes are done; raise the first writer error among them."""
+        if self._thread is not None:
+            self._thread.flush()
 
     def after_step(self) -> None:
         if self.every_n_iters_or_last(self._period):
-            for writer in self._writers:
-                writer.write()
+            self._write()
 
     def after_train(self) -> None:
         try:
             # Evaluation after training puts its results after the last periodic write.
-            for writer in self._writers:
-                writer.write()
+            self._write()
+            self.flush()
         finally:
+            if self._thread is not None:
+                self._thread.close()
+                self._thread = None
             for writer in self._writers:
                 writer.close()

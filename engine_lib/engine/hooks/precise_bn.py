@@ -7,12 +7,6 @@ from typing import Iterable, Iterator, Optional
 import torch
 from torch import nn
 
-with warnings.catch_warnings():
-    # Importing fvcore.nn runs torch.jit.script on an unrelated loss function, which torch
-    # now deprecates with a FutureWarning on every `import engine_lib.engine`.
-    warnings.simplefilter("ignore", FutureWarning)
-    from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
-
 from engine_lib.utils.events import EventStorage
 
 from ..train_loop import HookBase
@@ -20,6 +14,16 @@ from ..train_loop import HookBase
 __all__ = ["PreciseBN"]
 
 logger = logging.getLogger(__name__)
+
+
+def _precise_bn():
+    """fvcore's ``precise_bn`` module, imported on first use: importing ``fvcore.nn`` runs
+    ``torch.jit.script`` on an unrelated loss function, a share of every start-up otherwise."""
+    with warnings.catch_warnings():
+        # ... which torch now deprecates with a FutureWarning.
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import precise_bn
+    return precise_bn
 
 
 class PreciseBN(HookBase):
@@ -45,7 +49,7 @@ class PreciseBN(HookBase):
         self._data_loader = data_loader
         self._num_iter = num_iter
         self._data_iter: Optional[Iterator] = None
-        self._disabled = len(get_bn_modules(model)) == 0
+        self._disabled = len(_precise_bn().get_bn_modules(model)) == 0
         if self._disabled:
             logger.info("PreciseBN is disabled: the model has no BatchNorm in training mode.")
 
@@ -63,4 +67,4 @@ class PreciseBN(HookBase):
         # A storage of its own takes what the model puts during these forwards, which are
         # not training iterations; no_grad because only the BN buffers change.
         with EventStorage(), torch.no_grad():
-            update_bn_stats(self._model, self._data_iter, self._num_iter)
+            _precise_bn().update_bn_stats(self._model, self._data_iter, self._num_iter)

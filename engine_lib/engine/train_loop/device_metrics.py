@@ -42,7 +42,7 @@ class DeviceMetrics:
     ) -> None:
         self._pending.append((iteration, names, losses, data_time))
 
-    def flush(self, storage: EventStorage, wait: bool = True) -> None:
+    def flush(self, storage: EventStorage, wait: bool = True, defer: bool = False) -> None:
         """Put the pending losses (and ``total_loss``, ``data_time``) into ``storage``.
 
         Args:
@@ -50,29 +50,89 @@ class DeviceMetrics:
             wait (bool): with a background runner, wait until every earlier flush has put
                 its values (and raise its error); otherwise only raise the errors of flushes
                 that already finished. Default: True.
+            defer (bool): do not wait for the device: start the host copy (non-blocking,
+                into pinned memory on CUDA, with an event) and hand it to the storage
+                (:meth:`EventStorage.put_deferred`); it is put into the storage at the next
+                flush, one period later, when the copy is long done; the writer thread puts
+                it into its snapshot meanwhile. Ignored with a background runner.
+                Default: False.
 
         Raises:
             FloatingPointError: if a loss is infinite or NaN, naming the earliest such
                 iteration; raised on every rank because the values are reduced first.
         """
-        if self._pending:
-            pending, self._pending = self._pending, []
-            losses, data_times = _reduce(pending)
-            if self._background is None:
-                _put(storage, pending, losses, data_times)
-            else:
-                meta = [(iteration, names) for iteration, names, _, _ in pending]
-                self._background.submit(_put, storage, meta, losses, data_times)
+        defer = defer and self._background is None
+        # Values of an earlier deferred flush go in first: the storage stays in order.
+        try:
+            storage.put_deferred_values()
+        except FloatingPointError:
+            # The earliest non-finite loss is the one to report; the later ones still go
+            # into the storage, unchecked, so that nothing is left for a later flush.
+            self._flush_pending(storage, defer=False, check=False)
+            raise
+        self._flush_pending(storage, defer, check=True)
         if self._background is not None:
             if wait:
                 self._background.wait()
             else:
                 self._background.raise_errors()
 
+    def _flush_pending(self, storage: EventStorage, defer: bool, check: bool) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            losses, data_times = _reduce(pending)
+            meta = [(iteration, names) for iteration, names, _, _ in pending]
+            if defer:
+                storage.put_deferred(_HostCopy(meta, losses, data_times))
+            elif self._background is None:
+                _put_checked(storage, meta, losses, data_times, check)
+            else:
+                self._background.submit(_put, storage, meta, losses, data_times)
+
     def close(self) -> None:
         """Stop the background runner, if any, after its queued flushes ran."""
         if self._background is not None:
             self._background.close()
+
+
+class _HostCopy:
+    """Reduced losses on their way to the host: a non-blocking copy, put once it is done."""
+
+    def __init__(self, meta: List[Tuple], losses: torch.Tensor, data_times: Any) -> None:
+        self._meta = meta
+        self._event = None
+        if losses.is_cuda:
+            # Pinned memory: the copy is truly asynchronous; the event marks its end on the
+            # stream that computed the losses.
+            losses = _to_pinned(losses)
+            if isinstance(data_times, torch.Tensor):
+                data_times = _to_pinned(data_times)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        self._losses = losses
+        self._data_times = data_times
+
+    def __call__(self, storage: EventStorage, check: bool) -> None:
+        if self._event is not None:
+            self._event.synchronize()
+        _put_checked(storage, self._meta, self._losses, self._data_times, check)
+
+
+def _put_checked(
+    storage: EventStorage, meta: List[Tuple], losses: Any, data_times: Any, check: bool
+) -> None:
+    """:func:`_put`, which raises for a non-finite loss only with ``check``."""
+    try:
+        _put(storage, meta, losses, data_times)
+    except FloatingPointError:
+        if check:
+            raise
+
+
+def _to_pinned(tensor: torch.Tensor) -> torch.Tensor:
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host
 
 
 def _put(storage: EventStorage, pending: List[Tuple], losses: Any, data_times: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 import torch
 from torch import nn
 
+from engine_lib.data.prefetch import DevicePrefetcher
 from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.events import BackgroundRunner
 from engine_lib.utils.periodic import every_n_iters, every_n_iters_or_last
@@ -14,6 +15,7 @@ from engine_lib.utils.periodic import every_n_iters, every_n_iters_or_last
 from .device_metrics import DeviceMetrics
 from .grad_clip import GradClip
 from .grad_sync import skip_grad_sync
+from .startup import log_start_up_time
 from .trainer_base import TrainerBase
 
 __all__ = ["SimpleTrainer", "AMPTrainer"]
@@ -66,6 +68,19 @@ class SimpleTrainer(TrainerBase):
             for the model's device when None.
         log_grad_scaler (bool): put the grad scaler's scale as ``"[metric]grad_scaler"`` at
             each gather (fp16 only). Default: False.
+        defer_metric_read (bool, optional): at the periodic gathers, do not wait for the
+            device: the losses are copied to pinned host memory without blocking and put
+            into the storage at the next gather (the writer thread reads them for its
+            writes at once), so the GPU's queue never drains; :meth:`flush_metrics` (before
+            a checkpoint or an evaluation) and the last iteration still read them at once,
+            and raise for a non-finite loss. None: on when the model is on CUDA (it changes
+            nothing on the CPU). Default: None.
+        prefetch_device (str or torch.device, optional): draw each batch one step ahead and
+            copy it to this device on a side stream while the current step runs
+            (:class:`~engine_lib.data.prefetch.DevicePrefetcher`; give the loader
+            ``pin_memory=True``). :attr:`samples_consumed` still counts the batches the
+            steps received, so resume stays exact. None: batches go to the model as the
+            loader yields them. Default: None.
         optimizer_in_state_dict (bool): include the optimizer's state in
             :meth:`state_dict`, as detectron2 does, for a checkpointer given only the trainer;
             by default a checkpointer is given ``optimizer=`` too (``DefaultTrainer`` does),
@@ -92,6 +107,8 @@ class SimpleTrainer(TrainerBase):
         precision: Union[str, torch.dtype] = "fp32",
         grad_scaler: Optional[torch.amp.GradScaler] = None,
         log_grad_scaler: bool = False,
+        defer_metric_read: Optional[bool] = None,
+        prefetch_device: Optional[Union[str, torch.device]] = None,
         optimizer_in_state_dict: bool = False,
     ) -> None:
         super().__init__()
@@ -131,6 +148,10 @@ class SimpleTrainer(TrainerBase):
         self.precision = precision
         self._autocast_dtype = _AUTOCAST_DTYPES[precision]
         self._device_type = _model_device_type(model)
+        if defer_metric_read is None:
+            defer_metric_read = self._device_type == "cuda"
+        self.defer_metric_read = defer_metric_read
+        self.prefetch_device = prefetch_device
         if precision == "fp16" and grad_scaler is None:
             grad_scaler = torch.amp.GradScaler(self._device_type)
         self.grad_scaler = grad_scaler
@@ -141,7 +162,10 @@ class SimpleTrainer(TrainerBase):
     def _data_loader_iter(self) -> Iterator:
         # Created on first use so that a resume can reposition the sampler before it starts.
         if self._data_loader_iter_obj is None:
-            self._data_loader_iter_obj = iter(self.data_loader)
+            loader = self.data_loader
+            if self.prefetch_device is not None:
+                loader = DevicePrefetcher(loader, self.prefetch_device)
+            self._data_loader_iter_obj = iter(loader)
         return self._data_loader_iter_obj
 
     def reset_data_loader(self, data_loader: Union[Iterable, Callable[[], Iterable]]) -> None:
@@ -162,6 +186,7 @@ class SimpleTrainer(TrainerBase):
         # Losses left buffered by a train() that ended in an exception belong to no storage.
         self._metrics = DeviceMetrics(BackgroundRunner() if self.async_write_metrics else None)
         super().before_train()
+        log_start_up_time(self.start_iter)
 
     def after_train(self) -> None:
         # Metrics put from the background thread must be in the storage before the hooks'
@@ -200,7 +225,8 @@ class SimpleTrainer(TrainerBase):
         flush, except at the last iteration."""
         if self.log_grad_scaler and self.grad_scaler is not None:
             self.storage.put_scalar("[metric]grad_scaler", self.grad_scaler.get_scale())
-        self._metrics.flush(self.storage, wait=self.iter == self.max_iter - 1)
+        last = self.iter == self.max_iter - 1
+        self._metrics.flush(self.storage, wait=last, defer=self.defer_metric_read and not last)
 
     def _forward_backward(self, is_last: bool) -> Tuple[Tuple[str, ...], List[torch.Tensor], float]:
         """One micro-batch; returns the loss names, the detached losses and the data time."""
@@ -261,10 +287,15 @@ class SimpleTrainer(TrainerBase):
         with nothing buffered does nothing. Collective in a distributed run: every rank must
         call it at the same iteration.
 
+        Also waits for the writes that background writers (``PeriodicWriter``) queued, so
+        that what they write (e.g. ``metrics.json``) is complete up to the last write.
+
         Raises:
             FloatingPointError: if a buffered loss is infinite or NaN (on every rank).
+            Exception: the error of a background write that failed.
         """
         self._metrics.flush(self.storage)
+        self.storage.flush()
 
     def state_dict(self) -> Dict[str, Any]:
         """Return :meth:`TrainerBase.state_dict` plus ``samples_consumed`` and the grad scaler.

@@ -5,7 +5,6 @@ import logging
 from typing import Any, Dict
 
 import torch
-import torchvision
 from torch import nn
 
 from engine_lib.config import CfgNode, configurable
@@ -19,12 +18,9 @@ __all__ = ["ResNet"]
 
 logger = logging.getLogger(__name__)
 
-# depth -> (torchvision builder, channels of the last stage)
-_VARIANTS = {
-    18: (torchvision.models.resnet18, 512),
-    34: (torchvision.models.resnet34, 512),
-    50: (torchvision.models.resnet50, 2048),
-}
+# depth -> (torchvision builder's name, channels of the last stage); torchvision is imported
+# when a ResNet is built: importing it adds ~1 s to the start-up of every run.
+_VARIANTS = {18: ("resnet18", 512), 34: ("resnet34", 512), 50: ("resnet50", 2048)}
 
 
 @BACKBONE_REGISTRY.register()
@@ -56,7 +52,10 @@ class ResNet(Backbone):
                 f"MODEL.BACKBONE.DEPTH={depth} is not supported by ResNet; "
                 f"expected one of {sorted(_VARIANTS)}"
             )
-        builder, self._output_channels = _VARIANTS[depth]
+        import torchvision
+
+        builder_name, self._output_channels = _VARIANTS[depth]
+        builder = getattr(torchvision.models, builder_name)
         net = builder(weights=None, norm_layer=functools.partial(get_norm, norm))
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

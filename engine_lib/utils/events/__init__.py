@@ -7,13 +7,16 @@ every few iterations. Reading the histories is therefore confined to the writers
 
 The package has one module per concept: ``storage`` (:class:`EventStorage`), ``writers``
 (:class:`EventWriter`, :class:`JSONWriter`, :class:`TensorboardXWriter`), ``printer``
-(:class:`CommonMetricPrinter`) and ``background`` (the ordered background thread that
-``SimpleTrainer(async_write_metrics=True)`` puts metrics from).
+(:class:`CommonMetricPrinter`), ``background`` (the ordered background thread that
+``SimpleTrainer(async_write_metrics=True)`` puts metrics from) and ``writer_thread``
+(:class:`WriterThread`: the writers on a background thread, fed with snapshots of the
+storage, which ``PeriodicWriter`` uses by default).
 """
 
 from .background import BackgroundRunner
 from .printer import CommonMetricPrinter
 from .storage import EventStorage, get_event_storage, has_event_storage
+from .writer_thread import WriterThread
 from .writers import EventWriter, JSONWriter, ScalarsSinceLastWrite, TensorboardXWriter
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "JSONWriter",
     "ScalarsSinceLastWrite",
     "TensorboardXWriter",
+    "WriterThread",
     "get_event_storage",
     "has_event_storage",
 ]

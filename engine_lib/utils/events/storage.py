@@ -3,9 +3,10 @@
 import logging
 import numbers
 import statistics
+import threading
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
@@ -17,6 +18,9 @@ __all__ = ["EventStorage", "get_event_storage", "has_event_storage"]
 logger = logging.getLogger(__name__)
 
 _CURRENT_STORAGE_STACK: List["EventStorage"] = []
+# Storages bound to one thread only (the writer thread binds each snapshot it writes); they
+# come before the process-wide stack, in that thread alone.
+_THREAD_STORAGE = threading.local()
 
 
 class _HistoryBuffer(HistoryBuffer):
@@ -43,6 +47,9 @@ def get_event_storage() -> "EventStorage":
     Raises:
         RuntimeError: outside any ``with EventStorage(...)`` block.
     """
+    bound = getattr(_THREAD_STORAGE, "stack", None)
+    if bound:
+        return bound[-1]
     if not _CURRENT_STORAGE_STACK:
         raise RuntimeError(
             "get_event_storage() was called outside an EventStorage: call it during training "
@@ -53,7 +60,16 @@ def get_event_storage() -> "EventStorage":
 
 def has_event_storage() -> bool:
     """Return True inside a ``with EventStorage(...)`` block."""
-    return bool(_CURRENT_STORAGE_STACK)
+    return bool(_CURRENT_STORAGE_STACK) or bool(getattr(_THREAD_STORAGE, "stack", None))
+
+
+def _tail_copy(buffer: HistoryBuffer, length: int) -> HistoryBuffer:
+    """A new buffer with the last ``length`` values of ``buffer`` and its global average."""
+    copy = _HistoryBuffer(buffer._max_length)
+    copy._data = buffer._data[-length:]
+    copy._count = buffer._count
+    copy._global_avg = buffer._global_avg
+    return copy
 
 
 class EventStorage:
@@ -80,6 +96,9 @@ class EventStorage:
         self._prefix = ""
         self._images: List[Tuple[str, torch.Tensor, int]] = []
         self._histograms: List[Dict[str, Any]] = []
+        self._flush_callbacks: List[Callable[[], None]] = []
+        # Puts whose values are still on their way from the device: fn(storage, check).
+        self._deferred_puts: List[Callable[[EventStorage, bool], None]] = []
 
     @property
     def iter(self) -> int:
@@ -284,6 +303,93 @@ class EventStorage:
     def clear_histograms(self) -> None:
         """Drop the queued histograms (the TensorBoard writer calls it once it wrote them)."""
         self._histograms = []
+
+    def snapshot(self, history_length: int = 1000) -> "EventStorage":
+        """Return a copy of the storage as it is now, for writers on another thread.
+
+        The copy has the iteration, the latest scalars, the smoothing hints, the last
+        ``history_length`` values of each scalar's history (with its global average), and
+        takes the queued images and histograms with it (the writers are their only
+        consumers). Later puts into this storage do not reach it, and what a writer puts
+        into it (e.g. the console printer's "eta_seconds") stays there. Costs a few
+        microseconds per scalar; call it on the thread that puts the scalars.
+
+        Args:
+            history_length (int): how many of each history's latest values to copy; writers
+                that read further back see only these. Default: 1000.
+
+        Returns:
+            EventStorage: the copy, with the same ``iter`` and ``start_iter``.
+        """
+        copy = EventStorage(self._start_iter)
+        copy._iter = self._iter
+        copy._history.update(
+            (name, _tail_copy(buffer, history_length)) for name, buffer in self._history.items()
+        )
+        copy._smoothing_hints = dict(self._smoothing_hints)
+        copy._latest_scalars = dict(self._latest_scalars)
+        copy._deferred_puts = list(self._deferred_puts)
+        copy._images, self._images = self._images, []
+        copy._histograms, self._histograms = self._histograms, []
+        return copy
+
+    def put_deferred(self, put: Callable[["EventStorage", bool], None]) -> None:
+        """Queue puts whose values are still being copied from the device.
+
+        ``put(storage, check)`` waits for the copy and puts the values into ``storage``;
+        with ``check`` it may raise (e.g. ``FloatingPointError`` for a non-finite loss).
+        :meth:`put_deferred_values` calls the queued puts; a :meth:`snapshot` carries them
+        and the writer thread puts them into the snapshot (without ``check``) before writing,
+        so writers see values the training thread has not waited for yet.
+
+        Args:
+            put (callable): ``put(storage, check)``.
+        """
+        self._deferred_puts.append(put)
+
+    def put_deferred_values(self, check: bool = True) -> None:
+        """Wait for the values queued by :meth:`put_deferred` and put them, in order.
+
+        Args:
+            check (bool): passed to each put. Default: True.
+        """
+        puts, self._deferred_puts = self._deferred_puts, []
+        for put in puts:
+            put(self, check)
+
+    def add_flush_callback(self, callback: Callable[[], None]) -> None:
+        """Have :meth:`flush` call ``callback`` (a background writer's wait), in order added.
+
+        Args:
+            callback (callable): takes no argument; may raise a writer's error.
+        """
+        self._flush_callbacks.append(callback)
+
+    def flush(self) -> None:
+        """Wait until what background writers took from this storage is written.
+
+        ``SimpleTrainer.flush_metrics`` calls it, so hooks that save a checkpoint or
+        evaluate find every earlier write done (e.g. in ``metrics.json``).
+
+        Raises:
+            Exception: the error of a background write, raised by its callback.
+        """
+        for callback in self._flush_callbacks:
+            callback()
+
+    @contextmanager
+    def bound_to_this_thread(self) -> Iterator["EventStorage"]:
+        """Make this storage the one :func:`get_event_storage` returns, in this thread only.
+
+        The writer thread binds each snapshot while it writes it; other threads (the
+        training thread) keep seeing their own storage.
+        """
+        stack = _THREAD_STORAGE.__dict__.setdefault("stack", [])
+        stack.append(self)
+        try:
+            yield self
+        finally:
+            stack.pop()
 
     @contextmanager
     def name_scope(self, name: str) -> Iterator[None]:
