@@ -91,6 +91,8 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
             grad_accum_steps=cfg.SOLVER.GRAD_ACCUM_STEPS,
             clip_grad=_clip_grad_from_cfg(cfg),
             precision=_precision_from_cfg(cfg),
+            # The next batch is copied to the GPU on a side stream while this step runs.
+            prefetch_device=_prefetch_device(cfg),
         )
         logger.info(
             "Training with precision=%s, %d micro-batch(es) per step, gradient clipping: %s, "
@@ -366,6 +368,12 @@ def _precision_from_cfg(cfg: CfgNode) -> str:
             f"SOLVER.AMP.DTYPE must be one of {sorted(dtypes)}, got {cfg.SOLVER.AMP.DTYPE!r}"
         )
     return dtypes[cfg.SOLVER.AMP.DTYPE]
+
+
+def _prefetch_device(cfg: CfgNode) -> Optional[str]:
+    """The device batches are prefetched to (``DATALOADER.PREFETCH_TO_DEVICE``, CUDA only)."""
+    device = str(cfg.MODEL.DEVICE)
+    return device if cfg.DATALOADER.PREFETCH_TO_DEVICE and device.startswith("cuda") else None
 
 
 def _clip_grad_from_cfg(cfg: CfgNode) -> Optional[GradClip]:

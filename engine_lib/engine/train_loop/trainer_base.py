@@ -146,11 +146,14 @@ class TrainerBase:
         raise NotImplementedError
 
     def flush_metrics(self) -> None:
-        """Put metrics buffered on the device into :attr:`storage`; a no-op here.
+        """Put metrics buffered on the device into :attr:`storage` (nothing to put here), and
+        wait until background writers wrote what they took from it.
 
         Hooks call it before they save or evaluate. In a distributed run it is collective:
         every rank must call it at the same iteration.
         """
+        if self.storage is not None:
+            self.storage.flush()
 
     def _keyed_hooks(self) -> List[Tuple[str, HookBase]]:
         """The stateful hooks with their state keys: the class's qualified name, then
