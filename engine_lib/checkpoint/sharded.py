@@ -231,8 +231,9 @@ def read_sharded_weights(directory: str) -> Dict[str, torch.Tensor]:
     """
     if not is_sharded_checkpoint(directory):
         raise UnreadableCheckpointError(
-            f"{directory} is not a sharded checkpoint: it has no .metadata file (an "
-            "incomplete save, or not a torch.distributed.checkpoint directory)."
+            f"{directory} is a directory but not a sharded checkpoint: it has no .metadata "
+            "file (an incomplete save, or not a torch.distributed.checkpoint directory); "
+            "weights are a .pth file or a complete sharded checkpoint directory."
         )
     reader = dcp.FileSystemReader(directory)
     entries = reader.read_metadata().state_dict_metadata
