@@ -18,6 +18,8 @@ from engine_lib.utils.events import EventWriter
 
 from . import hooks
 from .environment import default_writers
+from .writers import WRITER_REGISTRY, WriterState, tracker_writers
+from .writers.registry import TRACKER_BUILDERS as _TRACKER_BUILDERS
 
 __all__ = ["DefaultHookBuilders"]
 
@@ -62,6 +64,8 @@ class DefaultHookBuilders:
             # is done and written, so a run killed at any instant and resumed from the newest
             # checkpoint neither skips nor repeats an evaluation or a metrics.json line.
             self.build_writer_hook(),
+            # The trackers' run ids, in the trainer's checkpoints (every rank, no loop work).
+            self.build_writer_state_hook(),
             # The best checkpoint needs this evaluation's results, so it follows EvalHook.
             self.build_best_checkpointer_hook(),
             hooks.PeriodicCheckpointer(
@@ -133,7 +137,22 @@ class DefaultHookBuilders:
         """
         if not comm.is_main_process():
             return None
-        return hooks.PeriodicWriter(self.build_writers(), period=self.cfg.SOLVER.LOG_PERIOD)
+        writers = self.build_writers()
+        self._tracker_writers = tracker_writers(writers)
+        return hooks.PeriodicWriter(writers, period=self.cfg.SOLVER.LOG_PERIOD)
+
+    def build_writer_state_hook(self) -> Optional[hooks.HookBase]:
+        """``WriterState``, with experiment trackers in ``WRITERS``: their run ids are then
+        part of the trainer's state, so that ``--resume`` continues the same tracker run.
+
+        Registered on every rank (holding no writer off the main process); call it after
+        :meth:`build_writer_hook`.
+        """
+        if not any(
+            WRITER_REGISTRY.get_for_key("WRITERS", n) in _TRACKER_BUILDERS for n in self.cfg.WRITERS
+        ):
+            return None
+        return WriterState(getattr(self, "_tracker_writers", []))
 
     def build_best_checkpointer_hook(self) -> Optional[hooks.HookBase]:
         """``BestCheckpointer`` with ``SOLVER.BEST_CHECKPOINT.ENABLED`` and evaluations."""
@@ -163,7 +182,9 @@ class DefaultHookBuilders:
     def build_writers(self) -> List[EventWriter]:
         """Writers used by the :class:`PeriodicWriter` hook (see :func:`default_writers`)."""
         # With iters_per_epoch the console line shows "epoch: e/E" next to the iteration.
-        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter, self.iters_per_epoch)
+        return default_writers(
+            self.cfg.OUTPUT_DIR, self.max_iter, self.iters_per_epoch, cfg=self.cfg
+        )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

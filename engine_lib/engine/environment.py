@@ -232,21 +232,35 @@ def _output_dir_errors(output_dir: str) -> Iterator[None]:
 
 
 def default_writers(
-    output_dir: str, max_iter: Optional[int] = None, iters_per_epoch: int = 0
+    output_dir: str,
+    max_iter: Optional[int] = None,
+    iters_per_epoch: int = 0,
+    cfg: Optional[CfgNode] = None,
 ) -> List[EventWriter]:
-    """The writers of a training run: console, ``metrics.json`` and TensorBoard.
+    """The writers of a training run: those ``cfg.WRITERS`` names, by default console,
+    ``metrics.json`` and TensorBoard.
 
     Args:
         output_dir (str): directory of ``metrics.json`` and the TensorBoard event files.
         max_iter (int, optional): total iterations, for the ETA on the console.
         iters_per_epoch (int): iterations per epoch, for "epoch: e/E" on the console (0:
             unknown). Default: 0.
+        cfg (CfgNode, optional): the run's config: its ``WRITERS`` (names in
+            ``engine_lib.engine.writers.WRITER_REGISTRY``, trackers included) and their keys.
+            None: the three default writers.
 
     Returns:
         list[EventWriter]: the writers.
+
+    Raises:
+        ConfigError: an unknown name in ``WRITERS``, or a tracker whose package is missing.
     """
-    return [
-        CommonMetricPrinter(max_iter, iters_per_epoch=iters_per_epoch),
-        JSONWriter(os.path.join(output_dir, "metrics.json")),
-        TensorboardXWriter(output_dir),
-    ]
+    if cfg is None:
+        return [
+            CommonMetricPrinter(max_iter, iters_per_epoch=iters_per_epoch),
+            JSONWriter(os.path.join(output_dir, "metrics.json")),
+            TensorboardXWriter(output_dir),
+        ]
+    from .writers import build_writers_from_config
+
+    return build_writers_from_config(cfg, output_dir, max_iter, iters_per_epoch)
