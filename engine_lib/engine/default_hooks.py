@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from engine_lib.utils import comm
+from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.events import EventWriter
 
 from . import hooks
@@ -68,6 +69,9 @@ class DefaultHookBuilders:
             self.build_writer_state_hook(),
             # The best checkpoint needs this evaluation's results, so it follows EvalHook.
             self.build_best_checkpointer_hook(),
+            # Decides on this evaluation's results after the best model is saved, and before
+            # the periodic checkpoint of the iteration, which then records the decision.
+            self.build_early_stop_hook(),
             hooks.PeriodicCheckpointer(
                 self.checkpointer,
                 self.cfg.SOLVER.CHECKPOINT_PERIOD,
@@ -164,6 +168,34 @@ class DefaultHookBuilders:
             self.checkpointer,
             cfg.SOLVER.BEST_CHECKPOINT.METRIC,
             mode=cfg.SOLVER.BEST_CHECKPOINT.MODE,
+        )
+
+    def build_early_stop_hook(self) -> Optional[hooks.HookBase]:
+        """``EarlyStopping`` with ``SOLVER.EARLY_STOP.ENABLED`` (needs ``TEST.EVAL_PERIOD``)."""
+        cfg = self.cfg
+        stop = cfg.SOLVER.EARLY_STOP
+        if not stop.ENABLED:
+            return None
+        if cfg.TEST.EVAL_PERIOD <= 0:
+            raise ConfigError(
+                "SOLVER.EARLY_STOP.ENABLED needs evaluations during training: set "
+                f"TEST.EVAL_PERIOD > 0 (got {cfg.TEST.EVAL_PERIOD})."
+            )
+        if stop.MODE not in ("max", "min") or stop.PATIENCE < 1:
+            raise ConfigError(
+                "SOLVER.EARLY_STOP: MODE must be 'max' or 'min' and PATIENCE >= 1, got "
+                f"{stop.MODE!r} and {stop.PATIENCE}."
+            )
+        best = cfg.SOLVER.BEST_CHECKPOINT
+        return hooks.EarlyStopping(
+            cfg.TEST.EVAL_PERIOD,
+            self.checkpointer,
+            stop.METRIC,
+            mode=stop.MODE,
+            patience=stop.PATIENCE,
+            min_delta=stop.MIN_DELTA,
+            # BestCheckpointer already saves model_best for the same metric.
+            save_best=not (best.ENABLED and best.METRIC == stop.METRIC and best.MODE == stop.MODE),
         )
 
     def build_preemption_hook(self) -> Optional[hooks.HookBase]:

@@ -89,12 +89,34 @@ def train_or_evaluate(
     else:
         trainer = trainer_cls(cfg)
         trainer.resume_or_load(resume=args.resume)
+        complete = _completed_run(trainer) if args.resume else None
+        if complete:
+            logger.info(
+                "Nothing to do: the run in OUTPUT_DIR %r is complete (%s; model_final.pth is "
+                "there). Raise SOLVER.MAX_ITER to train further, or drop --resume / use another "
+                "OUTPUT_DIR to start over.",
+                cfg.OUTPUT_DIR,
+                complete,
+            )
+            return {}
         # config.yaml records the config the trainer resolved and uses (seed, epochs, batch).
         commit_output_dir(trainer.cfg)
         results = trainer.train()
     if comm.is_main_process() and results:
         logger.info("Final results:\n%s", create_small_table(flatten_results_dict(results)))
     return results
+
+
+def _completed_run(trainer: DefaultTrainer) -> Optional[str]:
+    """How the resumed run ended, if it has nothing left to train, else None."""
+    if not os.path.isfile(os.path.join(trainer.cfg.OUTPUT_DIR, "model_final.pth")):
+        # E.g. killed while writing it: the trainer finishes the run (and saves it).
+        return None
+    if trainer.stop_reason is not None:
+        return f"stopped early after iteration {trainer.start_iter - 1}: {trainer.stop_reason}"
+    if trainer.start_iter >= trainer.max_iter:
+        return f"all {trainer.max_iter} iterations done"
+    return None
 
 
 def launch_from_args(
