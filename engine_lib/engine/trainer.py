@@ -22,6 +22,7 @@ from engine_lib.checkpoint.resume import ResumeArg
 from engine_lib.config import CfgNode, resolve_config
 from engine_lib.config.scaling import scale_to_world_size
 from engine_lib.data import build_test_loader, build_train_loader, epoch_size, get_training_sampler
+from engine_lib.engine.compile import maybe_compile
 from engine_lib.engine.ddp import create_ddp_model
 from engine_lib.engine.default_hooks import DefaultHookBuilders
 from engine_lib.engine.environment import update_dumped_config
@@ -72,7 +73,7 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         cfg, data_loader = _resolve_with_loader(cfg, self.build_train_loader)
         #: Iterations per epoch (0 if the training set has no length): see docs/epochs.md.
         self.iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
-        model = self.build_model(cfg)
+        model = maybe_compile(self.build_model(cfg), cfg)
         optimizer = self.build_optimizer(cfg, model)
         model = create_ddp_model(
             model,
