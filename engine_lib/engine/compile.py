@@ -18,9 +18,13 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 def maybe_compile(model: nn.Module, cfg: CfgNode) -> nn.Module:
     """Compile ``model``'s forward with ``MODEL.COMPILE`` (``MODEL.COMPILE_MODE``).
 
-    ``nn.Module.compile`` compiles in place: the module stays the same object with the same
-    parameter names, so checkpoints have no ``_orig_mod.`` prefix and load into an
-    uncompiled model, and DDP, EMA and AMP wrap or read it as before. Training and
+    What is compiled is the forward of each direct submodule that has parameters (for the
+    built-in classifier: backbone and head), or of the model itself when it has none. The
+    meta-architecture's own forward turns a list of dicts into tensors in Python: compiled,
+    it would be specialized on each batch's labels and recompiled at every step until
+    dynamo gives up. ``nn.Module.compile`` compiles in place: the module stays the same
+    object with the same parameter names, so checkpoints have no ``_orig_mod.`` prefix and
+    load into an uncompiled model, and DDP, EMA and AMP wrap or read it as before. Training and
     evaluation both run the compiled forward (switching between train and eval mode
     recompiles once).
 
@@ -50,6 +54,13 @@ def maybe_compile(model: nn.Module, cfg: CfgNode) -> nn.Module:
             "'default' compiles as well.",
             mode,
         )
-    logger.info("Compiling the model's forward with torch.compile (mode=%s)", mode)
-    model.compile(mode=mode)
+    targets = [(n, m) for n, m in model.named_children() if any(True for _ in m.parameters())]
+    targets = targets or [("", model)]
+    logger.info(
+        "Compiling with torch.compile (mode=%s): %s",
+        mode,
+        ", ".join(n or type(model).__name__ for n, _ in targets),
+    )
+    for _, module in targets:
+        module.compile(mode=mode)
     return model

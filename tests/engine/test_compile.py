@@ -35,7 +35,8 @@ def test_compiled_run_checkpoint_loads_uncompiled(tmp_path, monkeypatch):
     )
     cfg = compile_cfg(str(tmp_path))
     trainer = DefaultTrainer(cfg)
-    assert trainer.model._compiled_call_impl is not None
+    assert trainer.model.backbone._compiled_call_impl is not None
+    assert trainer.model.head._compiled_call_impl is not None
     trainer.resume_or_load(resume=False)
     trainer.train()
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=True)
