@@ -2,17 +2,18 @@
 """Classify images with a trained model and print the top-k classes.
 
 Examples:
-    python tools/predict.py --config-file configs/Digits/cnn.yaml --input a.png b.png \
-        --opts MODEL.WEIGHTS output/digits_cnn/model_final.pth
+    python tools/predict.py --config-file configs/Digits/cnn.yaml \
+        --input configs/Digits/sample_digit.png MODEL.WEIGHTS output/digits_cnn/model_final.pth
     python tools/predict.py --config-file configs/Digits/cnn.yaml --input "images/*.png" \
-        --output predictions.json --opts MODEL.WEIGHTS output/digits_cnn/model_final.pth
+        --output predictions.json MODEL.WEIGHTS output/digits_cnn/model_final.pth
 """
 
 import argparse
 import glob
 import json
 import os
-from typing import Any, Dict, List
+import re
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -42,9 +43,35 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topk", type=int, default=3, help="number of classes to print")
     parser.add_argument("--output", default="", help="write predictions to this JSON file")
     parser.add_argument(
-        "--opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ..."
+        "--opts",
+        dest="legacy_opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="config overrides: KEY VALUE ... (the same as trailing KEY VALUE pairs)",
+    )
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ..., as in train_net.py"
     )
     return parser
+
+
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line; overrides may trail it (as in train_net.py) or follow --opts."""
+    args = get_parser().parse_args(argv)
+    # --input takes several values, so trailing overrides land in it: they start at the
+    # first value that is a config key (e.g. MODEL.WEIGHTS) and not an existing path.
+    for i, value in enumerate(args.input):
+        if _CONFIG_KEY.match(value) and not os.path.exists(value):
+            args.input, trailing = args.input[:i], args.input[i:]
+            args.opts = trailing + list(args.opts or [])
+            break
+    args.opts = list(args.opts or []) + list(args.legacy_opts or [])
+    if not args.input:
+        get_parser().error("--input: expected at least one image before the KEY VALUE overrides")
+    return args
 
 
 def expand_inputs(inputs: List[str]) -> List[str]:
@@ -102,4 +129,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, get_parser().parse_args())
+    run_cli(main, parse_args())

@@ -82,6 +82,13 @@ _C.MODEL.DDP = CN()
 _C.MODEL.DDP.FIND_UNUSED_PARAMETERS = False
 # Compress gradients to fp16 for the all-reduce (saves bandwidth across machines).
 _C.MODEL.DDP.FP16_COMPRESSION = False
+# Compile the model's forward with torch.compile (nn.Module.compile: in place, so
+# checkpoints keep their parameter names and load without compile), for training and
+# evaluation. The first iterations are slower while it compiles.
+_C.MODEL.COMPILE = False
+# torch.compile mode: "default", "reduce-overhead", "max-autotune" or
+# "max-autotune-no-cudagraphs".
+_C.MODEL.COMPILE_MODE = "default"
 
 # ---------------------------------------------------------------------------------------
 # Data parallelism (engine_lib.engine.parallel; see docs/large_models.md)
@@ -283,6 +290,19 @@ _C.SOLVER.BEST_CHECKPOINT.METRIC = "classification/top1"
 # "max" if a larger metric is better, "min" otherwise.
 _C.SOLVER.BEST_CHECKPOINT.MODE = "max"
 
+_C.SOLVER.EARLY_STOP = CN()
+# End training when the metric below has not improved for PATIENCE evaluations (see
+# docs/hooks.md): model_final.pth is saved then, and the best model as model_best.pth.
+_C.SOLVER.EARLY_STOP.ENABLED = False
+# Metric to watch, as "task/metric" in the flattened evaluation results.
+_C.SOLVER.EARLY_STOP.METRIC = "classification/top1"
+# "max" if a larger metric is better, "min" otherwise.
+_C.SOLVER.EARLY_STOP.MODE = "max"
+# Number of evaluations (every TEST.EVAL_PERIOD) without improvement before stopping.
+_C.SOLVER.EARLY_STOP.PATIENCE = 3
+# An improvement smaller than this does not count as one.
+_C.SOLVER.EARLY_STOP.MIN_DELTA = 0.0
+
 _C.SOLVER.CLIP_GRADIENTS = CN()
 # Clip gradients before each optimizer step.
 _C.SOLVER.CLIP_GRADIENTS.ENABLED = False
@@ -350,6 +370,33 @@ _C.KD.STUDENT_LOSS_WEIGHT = 1.0
 # order, after its own and before the metric writers; each entry is built from the config,
 # e.g. ("TorchMemoryStats",). See docs/hooks.md.
 _C.HOOKS = ()
+
+# ---------------------------------------------------------------------------------------
+# Metric writers and experiment trackers (docs/trackers.md)
+# ---------------------------------------------------------------------------------------
+# Names in engine_lib.engine.writers.WRITER_REGISTRY of the writers of a run (main process):
+# "console", "json" (metrics.json), "tensorboard", "mlflow" (pip install -e ".[mlflow]"),
+# "wandb" (pip install -e ".[wandb]").
+_C.WRITERS = ("console", "json", "tensorboard")
+_C.TRACKER = CN()
+_C.TRACKER.MLFLOW = CN()
+# MLflow tracking URI ("" = the local store file:<OUTPUT_DIR>/mlruns; e.g. "http://host:5000"
+# or "sqlite:///mlflow.db" with the full mlflow package).
+_C.TRACKER.MLFLOW.TRACKING_URI = ""
+# MLflow experiment of the run, created if missing.
+_C.TRACKER.MLFLOW.EXPERIMENT_NAME = "engine_lib"
+# MLflow run name ("" = MLflow picks one).
+_C.TRACKER.MLFLOW.RUN_NAME = ""
+_C.TRACKER.WANDB = CN()
+# Weights & Biases project.
+_C.TRACKER.WANDB.PROJECT = "engine_lib"
+# Weights & Biases entity, a user or team ("" = your default).
+_C.TRACKER.WANDB.ENTITY = ""
+# Weights & Biases run name ("" = W&B picks one).
+_C.TRACKER.WANDB.RUN_NAME = ""
+# "offline" (written under OUTPUT_DIR/wandb, uploaded with `wandb sync`), "online" or
+# "disabled"; "" = the WANDB_MODE environment variable, else "offline".
+_C.TRACKER.WANDB.MODE = ""
 
 # ---------------------------------------------------------------------------------------
 # Misc

@@ -14,10 +14,13 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from engine_lib.utils import comm
+from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.events import EventWriter
 
 from . import hooks
 from .environment import default_writers
+from .writers import WRITER_REGISTRY, WriterState, tracker_writers
+from .writers.registry import TRACKER_BUILDERS as _TRACKER_BUILDERS
 
 __all__ = ["DefaultHookBuilders"]
 
@@ -62,8 +65,13 @@ class DefaultHookBuilders:
             # is done and written, so a run killed at any instant and resumed from the newest
             # checkpoint neither skips nor repeats an evaluation or a metrics.json line.
             self.build_writer_hook(),
+            # The trackers' run ids, in the trainer's checkpoints (every rank, no loop work).
+            self.build_writer_state_hook(),
             # The best checkpoint needs this evaluation's results, so it follows EvalHook.
             self.build_best_checkpointer_hook(),
+            # Decides on this evaluation's results after the best model is saved, and before
+            # the periodic checkpoint of the iteration, which then records the decision.
+            self.build_early_stop_hook(),
             hooks.PeriodicCheckpointer(
                 self.checkpointer,
                 self.cfg.SOLVER.CHECKPOINT_PERIOD,
@@ -133,7 +141,22 @@ class DefaultHookBuilders:
         """
         if not comm.is_main_process():
             return None
-        return hooks.PeriodicWriter(self.build_writers(), period=self.cfg.SOLVER.LOG_PERIOD)
+        writers = self.build_writers()
+        self._tracker_writers = tracker_writers(writers)
+        return hooks.PeriodicWriter(writers, period=self.cfg.SOLVER.LOG_PERIOD)
+
+    def build_writer_state_hook(self) -> Optional[hooks.HookBase]:
+        """``WriterState``, with experiment trackers in ``WRITERS``: their run ids are then
+        part of the trainer's state, so that ``--resume`` continues the same tracker run.
+
+        Registered on every rank (holding no writer off the main process); call it after
+        :meth:`build_writer_hook`.
+        """
+        if not any(
+            WRITER_REGISTRY.get_for_key("WRITERS", n) in _TRACKER_BUILDERS for n in self.cfg.WRITERS
+        ):
+            return None
+        return WriterState(getattr(self, "_tracker_writers", []))
 
     def build_best_checkpointer_hook(self) -> Optional[hooks.HookBase]:
         """``BestCheckpointer`` with ``SOLVER.BEST_CHECKPOINT.ENABLED`` and evaluations."""
@@ -145,6 +168,34 @@ class DefaultHookBuilders:
             self.checkpointer,
             cfg.SOLVER.BEST_CHECKPOINT.METRIC,
             mode=cfg.SOLVER.BEST_CHECKPOINT.MODE,
+        )
+
+    def build_early_stop_hook(self) -> Optional[hooks.HookBase]:
+        """``EarlyStopping`` with ``SOLVER.EARLY_STOP.ENABLED`` (needs ``TEST.EVAL_PERIOD``)."""
+        cfg = self.cfg
+        stop = cfg.SOLVER.EARLY_STOP
+        if not stop.ENABLED:
+            return None
+        if cfg.TEST.EVAL_PERIOD <= 0:
+            raise ConfigError(
+                "SOLVER.EARLY_STOP.ENABLED needs evaluations during training: set "
+                f"TEST.EVAL_PERIOD > 0 (got {cfg.TEST.EVAL_PERIOD})."
+            )
+        if stop.MODE not in ("max", "min") or stop.PATIENCE < 1:
+            raise ConfigError(
+                "SOLVER.EARLY_STOP: MODE must be 'max' or 'min' and PATIENCE >= 1, got "
+                f"{stop.MODE!r} and {stop.PATIENCE}."
+            )
+        best = cfg.SOLVER.BEST_CHECKPOINT
+        return hooks.EarlyStopping(
+            cfg.TEST.EVAL_PERIOD,
+            self.checkpointer,
+            stop.METRIC,
+            mode=stop.MODE,
+            patience=stop.PATIENCE,
+            min_delta=stop.MIN_DELTA,
+            # BestCheckpointer already saves model_best for the same metric.
+            save_best=not (best.ENABLED and best.METRIC == stop.METRIC and best.MODE == stop.MODE),
         )
 
     def build_preemption_hook(self) -> Optional[hooks.HookBase]:
@@ -163,7 +214,9 @@ class DefaultHookBuilders:
     def build_writers(self) -> List[EventWriter]:
         """Writers used by the :class:`PeriodicWriter` hook (see :func:`default_writers`)."""
         # With iters_per_epoch the console line shows "epoch: e/E" next to the iteration.
-        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter, self.iters_per_epoch)
+        return default_writers(
+            self.cfg.OUTPUT_DIR, self.max_iter, self.iters_per_epoch, cfg=self.cfg
+        )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -55,6 +55,28 @@ class OutputDirError(UserError):
     """``OUTPUT_DIR`` cannot be created or written (a read-only place, a path under a file)."""
 
 
+# Records marked with this ``extra`` go to log.txt only: the environment table and the full
+# config (about 200 lines) would bury the first training lines on the console.
+_FILE_ONLY = {"file_only": True}
+
+
+class _ConsoleSummary(logging.Filter):
+    """Keeps the records marked file-only (``extra=_FILE_ONLY``) off the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
+
+
+def _filter_console(names: Sequence[str]) -> None:
+    for name in names:
+        for handler in logging.getLogger(name).handlers:
+            stream = getattr(handler, "stream", None)
+            if stream in (sys.stdout, sys.stderr) and not any(
+                isinstance(f, _ConsoleSummary) for f in handler.filters
+            ):
+                handler.addFilter(_ConsoleSummary())
+
+
 class _HeldRecords(logging.Handler):
     """Keeps log records in memory until OUTPUT_DIR may be written, then replays them there."""
 
@@ -145,14 +167,20 @@ def default_setup(
                 getattr(args, "eval_only", False),
                 getattr(args, "overwrite", False),
             )
+    # Without OUTPUT_DIR there is no log.txt: the console then shows everything.
+    extra = _FILE_ONLY if cfg.OUTPUT_DIR else None
+    if extra:
+        _filter_console(_LOGGER_NAMES)
 
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
-    logger.info("Environment info:\n%s", collect_env_info())
+    logger.info("Environment info:\n%s", collect_env_info(), extra=extra)
     if args is not None:
-        _log_command_line(args)
+        _log_command_line(args, extra)
     cfg = resolve_seed(cfg)
     allow_remote_weights(cfg.MODEL.ALLOW_REMOTE_WEIGHTS)
-    logger.info("Running with full config:\n%s", cfg.dump())
+    logger.info("Running with full config:\n%s", cfg.dump(), extra=extra)
+    if extra:
+        _log_summary(cfg, args)
     if not defer_writes:
         _dump_config(cfg, config_file_name(args))
 
@@ -162,12 +190,29 @@ def default_setup(
     return cfg
 
 
-def _log_command_line(args: argparse.Namespace) -> None:
+def _log_command_line(args: argparse.Namespace, extra: Optional[dict] = None) -> None:
     logger.info("Command line arguments: %s", args)
     config_file = getattr(args, "config_file", "")
     if config_file:
         with open(config_file) as f:
-            logger.info("Contents of config file %s:\n%s", config_file, f.read())
+            logger.info("Contents of config file %s:\n%s", config_file, f.read(), extra=extra)
+
+
+def _log_summary(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
+    """The console's short account of the run; log.txt has the full config and environment."""
+    s = cfg.SOLVER
+    length = f"{s.MAX_EPOCH} epochs" if s.MAX_ITER < 0 else f"{s.MAX_ITER} iterations"
+    logger.info(
+        "Run: %s on %s, %s, batch %d, %s LR %g; %s/log.txt has the environment and the full "
+        "config.",
+        getattr(args, "config_file", "") or "(no config file)",
+        cfg.MODEL.DEVICE,
+        length,
+        s.IMS_PER_BATCH,
+        s.LR_SCHEDULER_NAME,
+        s.BASE_LR,
+        cfg.OUTPUT_DIR,
+    )
 
 
 def config_file_name(args: Optional[argparse.Namespace]) -> str:
@@ -264,21 +309,35 @@ def _output_dir_errors(output_dir: str) -> Iterator[None]:
 
 
 def default_writers(
-    output_dir: str, max_iter: Optional[int] = None, iters_per_epoch: int = 0
+    output_dir: str,
+    max_iter: Optional[int] = None,
+    iters_per_epoch: int = 0,
+    cfg: Optional[CfgNode] = None,
 ) -> List[EventWriter]:
-    """The writers of a training run: console, ``metrics.json`` and TensorBoard.
+    """The writers of a training run: those ``cfg.WRITERS`` names, by default console,
+    ``metrics.json`` and TensorBoard.
 
     Args:
         output_dir (str): directory of ``metrics.json`` and the TensorBoard event files.
         max_iter (int, optional): total iterations, for the ETA on the console.
         iters_per_epoch (int): iterations per epoch, for "epoch: e/E" on the console (0:
             unknown). Default: 0.
+        cfg (CfgNode, optional): the run's config: its ``WRITERS`` (names in
+            ``engine_lib.engine.writers.WRITER_REGISTRY``, trackers included) and their keys.
+            None: the three default writers.
 
     Returns:
         list[EventWriter]: the writers.
+
+    Raises:
+        ConfigError: an unknown name in ``WRITERS``, or a tracker whose package is missing.
     """
-    return [
-        CommonMetricPrinter(max_iter, iters_per_epoch=iters_per_epoch),
-        JSONWriter(os.path.join(output_dir, "metrics.json")),
-        TensorboardXWriter(output_dir),
-    ]
+    if cfg is None:
+        return [
+            CommonMetricPrinter(max_iter, iters_per_epoch=iters_per_epoch),
+            JSONWriter(os.path.join(output_dir, "metrics.json")),
+            TensorboardXWriter(output_dir),
+        ]
+    from .writers import build_writers_from_config
+
+    return build_writers_from_config(cfg, output_dir, max_iter, iters_per_epoch)

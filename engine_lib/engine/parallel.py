@@ -242,6 +242,12 @@ def check_parallel_config(cfg: CfgNode) -> None:
             f"MODEL.DDP.FP16_COMPRESSION applies to DDP, not PARALLEL.STRATEGY={strategy}; use "
             "PARALLEL.FSDP.REDUCE_DTYPE instead"
         )
+    if cfg.MODEL.COMPILE:
+        # Not tried together yet: fully_shard's hooks on compiled submodules.
+        raise ConfigError(
+            f"MODEL.COMPILE with PARALLEL.STRATEGY={strategy} is not supported yet; use "
+            "PARALLEL.STRATEGY ddp to compile, or MODEL.COMPILE False"
+        )
     if cfg.PARALLEL.FSDP.CPU_OFFLOAD and cfg.MODEL.DEVICE == "cpu":
         raise ConfigError(
             "PARALLEL.FSDP.CPU_OFFLOAD=True needs MODEL.DEVICE cuda: on cpu the parameters "

@@ -131,6 +131,16 @@ def _train_or_evaluate(
     else:
         trainer = trainer_cls(cfg)
         trainer.resume_or_load(resume=args.resume)
+        complete = _completed_run(trainer) if args.resume else None
+        if complete:
+            logger.info(
+                "Nothing to do: the run in OUTPUT_DIR %r is complete (%s; model_final.pth is "
+                "there). Raise SOLVER.MAX_ITER to train further, or drop --resume / use another "
+                "OUTPUT_DIR to start over.",
+                cfg.OUTPUT_DIR,
+                complete,
+            )
+            return {}
         # Everything is built and checked: only now may a fresh run replace a previous one.
         check_fresh_run(
             trainer.cfg.OUTPUT_DIR, args.resume, False, getattr(args, "overwrite", False)
@@ -157,6 +167,19 @@ def elastic_restart_count() -> int:
         return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
     except ValueError:
         return 0
+
+
+def _completed_run(trainer: DefaultTrainer) -> Optional[str]:
+    """How the resumed run ended, if it has nothing left to train, else None."""
+    final = os.path.join(trainer.cfg.OUTPUT_DIR, "model_final")
+    if not (os.path.isfile(final + ".pth") or os.path.isdir(final)):  # single file or DCP
+        # E.g. killed while writing it: the trainer finishes the run (and saves it).
+        return None
+    if trainer.stop_reason is not None:
+        return f"stopped early after iteration {trainer.start_iter - 1}: {trainer.stop_reason}"
+    if trainer.start_iter >= trainer.max_iter:
+        return f"all {trainer.max_iter} iterations done"
+    return None
 
 
 def launch_from_args(

@@ -24,6 +24,7 @@ from engine_lib.checkpoint.state import FullStateModel, FullStateOptimizer, is_s
 from engine_lib.config import CfgNode, resolve_config
 from engine_lib.config.scaling import scale_to_world_size
 from engine_lib.data import build_test_loader, build_train_loader, epoch_size, get_training_sampler
+from engine_lib.engine.compile import maybe_compile
 from engine_lib.engine.default_hooks import DefaultHookBuilders
 from engine_lib.engine.environment import update_dumped_config
 from engine_lib.engine.parallel import parallelize_model, unwrap_model
@@ -77,10 +78,11 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         cfg, data_loader = _resolve_with_loader(cfg, self.build_train_loader)
         #: Iterations per epoch (0 if the training set has no length): see docs/epochs.md.
         self.iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH
-        # Wrap first (PARALLEL.*: DDP, or FSDP sharding in place), then build the optimizer,
-        # so that under FSDP it holds the sharded parameters; on the unwrapped module, whose
+        # Compile the model's parts in place (MODEL.COMPILE; checkpoint keys unchanged), then
+        # wrap (PARALLEL.*: DDP, or FSDP sharding in place), then build the optimizer, so that
+        # under FSDP it holds the sharded parameters; on the unwrapped module, whose
         # parameter names (LR factors, weight-decay rules) are the model's own.
-        model = self.parallelize_model(cfg, self.build_model(cfg))
+        model = self.parallelize_model(cfg, maybe_compile(self.build_model(cfg), cfg))
         optimizer = self.build_optimizer(cfg, unwrap_model(model))
         super().__init__(
             model,

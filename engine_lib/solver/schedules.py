@@ -32,6 +32,7 @@ from fvcore.common.param_scheduler import (
 from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.registry import Registry
 
+from .checks import check_solver_settings
 from .lr_scheduler import _WARMUP_METHODS, LRMultiplier, WarmupParamScheduler
 
 __all__ = ["LR_SCHEDULER_REGISTRY", "build_lr_scheduler"]
@@ -121,6 +122,8 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
     """
     solver = cfg.SOLVER
     _check_in_iterations(solver)
+    # Keys that would do nothing under this schedule, a run that is all warmup, fp16 on CPU.
+    check_solver_settings(cfg)
     build = LR_SCHEDULER_REGISTRY.get_for_key("SOLVER.LR_SCHEDULER_NAME", solver.LR_SCHEDULER_NAME)
     if solver.DELAY_EPOCHS > 0 and not getattr(build, "supports_delay_epochs", False):
         raise ConfigError(

@@ -177,3 +177,21 @@ def test_two_gloo_processes_train_in_epochs_with_auto_scaling(tmp_path):
     final = [m for m in read_metrics(tmp_path) if "classification/top1" in m][-1]
     assert final["classification/top1"] > 85.0
     assert np.isfinite(final["classification/top1"])
+
+
+def test_predict_takes_trailing_overrides_on_the_sample_image(trained):
+    """The README's predict example: the shipped sample (a 3 of the test split), with the
+    overrides as trailing KEY VALUE pairs like train_net.py's."""
+    out, _ = trained
+    sample = os.path.join(REPO, "configs", "Digits", "sample_digit.png")
+    proc = run_tool(
+        "predict.py",
+        "--config-file",
+        CONFIG,
+        "--input",
+        sample,
+        "MODEL.WEIGHTS",
+        str(out / "model_final.pth"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{sample}: 3 (" in proc.stdout

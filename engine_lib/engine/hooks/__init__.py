@@ -8,6 +8,7 @@ for the standard set and the order they run in. ``HOOK_REGISTRY`` and
 from ..train_loop import HookBase
 from .best_checkpointer import BestCheckpointer
 from .callback import CallbackHook
+from .early_stop import EarlyStopping
 from .ema import EMA
 from .ema_teacher import EMATeacher
 from .eval_hook import EvalHook
@@ -29,6 +30,7 @@ __all__ = [
     "CallbackHook",
     "EMA",
     "EMATeacher",
+    "EarlyStopping",
     "EvalHook",
     "HookBase",
     "IterationTimer",

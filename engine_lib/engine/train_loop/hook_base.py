@@ -86,7 +86,8 @@ class HookBase:
         return self.every_n_iters(n) or self.is_last_iter()
 
     def training_completed(self) -> bool:
-        """Return True in :meth:`after_train` when every iteration ran (no exception)."""
+        """Return True in :meth:`after_train` when every iteration ran (no exception, no
+        early stop: see ``trainer.stop_reason``)."""
         return self.trainer.iter >= self.trainer.max_iter
 
     # Epoch helpers: "before_epoch" / "after_epoch" behaviour without new hook points. They

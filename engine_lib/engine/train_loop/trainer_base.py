@@ -54,6 +54,7 @@ class TrainerBase:
         self.max_iter = 0
         self.storage: Optional[EventStorage] = None
         self._completed = False
+        self._stop_reason: Optional[str] = None
 
     @property
     def hooks(self) -> Tuple[HookBase, ...]:
@@ -81,8 +82,30 @@ class TrainerBase:
             p: [getattr(h, p) for h in self._hooks if _overrides(h, p)] for p in _HOOK_POINTS
         }
 
+    @property
+    def stop_reason(self) -> Optional[str]:
+        """str or None: why training ended early (:meth:`request_stop`), else None."""
+        return self._stop_reason
+
+    def request_stop(self, reason: str) -> None:
+        """End training after the current iteration (early stopping), for the given reason.
+
+        The loop finishes the iteration (every hook's ``after_step``), then ``after_train``
+        runs with ``trainer.iter`` one past the last iteration done and :attr:`stop_reason`
+        set: ``training_completed()`` is False (nothing that belongs to the end of a full
+        schedule runs), and a hook that acts on an early end reads ``stop_reason``. The
+        reason is part of :meth:`state_dict`, so that a resumed run does not train further.
+        In a distributed run every rank must request it at the same iteration.
+
+        Args:
+            reason (str): logged, and kept in the checkpoints.
+        """
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
     def train(self, start_iter: int, max_iter: int) -> None:
-        """Run iterations ``[start_iter, max_iter)``.
+        """Run iterations ``[start_iter, max_iter)``, or fewer if a hook calls
+        :meth:`request_stop`.
 
         Args:
             start_iter (int): the first iteration (0, or the one after a checkpoint's).
@@ -95,12 +118,26 @@ class TrainerBase:
         with EventStorage(start_iter) as self.storage:
             try:
                 self.before_train()
-                for self.iter in range(start_iter, max_iter):
-                    self.before_step()
-                    self.run_step()
-                    self.after_step()
-                # iter == max_iter tells after_train hooks that every iteration ran.
-                self.iter = max_iter
+                # A run resumed from the checkpoint of an early stop has nothing left to run.
+                if self._stop_reason is None:
+                    for self.iter in range(start_iter, max_iter):
+                        self.before_step()
+                        self.run_step()
+                        self.after_step()
+                        if self._stop_reason is not None:
+                            break
+                if self._stop_reason is not None:
+                    # One past the last iteration done, as after a complete run.
+                    self.iter = max(self.iter + 1, start_iter)
+                    logger.info(
+                        "Training stopped early after iteration %d of %d: %s",
+                        self.iter - 1,
+                        max_iter,
+                        self._stop_reason,
+                    )
+                else:
+                    # iter == max_iter tells after_train hooks that every iteration ran.
+                    self.iter = max_iter
                 self._completed = True
             except UserError as e:
                 # Bad input met during training (e.g. an unreadable image): the entry point
@@ -174,12 +211,16 @@ class TrainerBase:
         Returns:
             dict: ``{"iteration": last completed iteration, "hooks": {key: state}}``; a
             resumed run starts at ``iteration + 1``. (Taken in ``after_step``, that is the
-            current iteration; after training, ``max_iter - 1``.)
+            current iteration; after training, ``max_iter - 1``.) After :meth:`request_stop`
+            also ``"stop_reason"``.
         """
-        return {
+        state = {
             "iteration": self.iter - 1 if self._completed else self.iter,
             "hooks": {key: h.state_dict() for key, h in self._keyed_hooks()},
         }
+        if self._stop_reason is not None:
+            state["stop_reason"] = self._stop_reason
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore :meth:`state_dict`: the iteration and the state of each registered hook.
@@ -192,6 +233,7 @@ class TrainerBase:
         """
         self.iter = int(state["iteration"])
         self._completed = False
+        self._stop_reason = state.get("stop_reason")
         saved = dict(state.get("hooks", {}))
         for key, h in self._keyed_hooks():
             if key in saved:
