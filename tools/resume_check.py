@@ -260,12 +260,17 @@ def compare_checkpoints(expected: Any, got: Any, prefix: str = "", limit: int = 
     return diffs
 
 
-def metrics_problems(output_dir: str, expected_dir: Optional[str] = None) -> List[str]:
+def metrics_problems(
+    output_dir: str, expected_dir: Optional[str] = None, stop_iterations: Sequence[int] = ()
+) -> List[str]:
     """Check ``metrics.json``: each iteration at most once, the same iterations as expected.
 
     Args:
         output_dir (str): the interrupted run's directory.
         expected_dir (str, optional): the uninterrupted run's directory.
+        stop_iterations (Sequence[int]): iterations a preempted run stopped at. A preempted
+            run writes its metrics before it exits, so a line there is no fault as long as
+            it is not repeated.
 
     Returns:
         list[str]: the problems found; empty if none.
@@ -284,7 +289,7 @@ def metrics_problems(output_dir: str, expected_dir: Optional[str] = None) -> Lis
         problems.append("metrics.json iterations are not in increasing order")
     if expected_dir is not None:
         want = iterations(expected_dir)
-        if sorted(set(got)) != sorted(set(want)):
+        if sorted(set(got) - set(stop_iterations)) != sorted(set(want) - set(stop_iterations)):
             problems.append(
                 f"metrics.json has iterations {sorted(set(got))}, the uninterrupted run "
                 f"{sorted(set(want))}"
@@ -350,6 +355,7 @@ def resume_check(
     """
     problems: List[str] = []
     runs: List[str] = []
+    stops: List[int] = []
     if expected_dir is None:
         expected_dir = os.path.join(work_dir, "uninterrupted")
         result = run_training(train_command(config_file, expected_dir, opts, num_gpus=num_gpus))
@@ -364,6 +370,8 @@ def resume_check(
         result = run_training(cmd, kill, timeout)
         how = kill.describe() if kill is not None else "left to finish"
         runs.append(f"run {attempt} ({how}): exit code {result.returncode}")
+        if result.returncode == PREEMPTED_EXIT_CODE:
+            stops += [int(m) for m in _PREEMPTED_AT.findall(result.output)]
         expected_codes = {0}
         if result.signalled:
             expected_codes |= _codes_for(kill.signal)
@@ -378,8 +386,12 @@ def resume_check(
         return Verdict(False, problems + [f"{final} was not written"], runs)
     diffs = compare_checkpoints(_load(_final(expected_dir)), _load(final))
     problems += [f"{os.path.basename(final)} differs at {d}" for d in diffs]
-    problems += metrics_problems(out, expected_dir)
+    problems += metrics_problems(out, expected_dir, stops)
     return Verdict(not problems, problems, runs)
+
+
+# The preemption hook's log line: "Preempted (SIGTERM): saving ..., exiting at iteration N".
+_PREEMPTED_AT = re.compile(r"Preempted \(\w+\): saving \S+, exiting at iteration (\d+)")
 
 
 def _codes_for(signal_name: str) -> set:

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 #: ``key: (low, high, low_open, meaning)``; None: no bound.
 SOLVER_RANGES = {
-    "SOLVER.BASE_LR": (0.0, None, True, "the base learning rate"),
+    # 0 is allowed: a frozen-weights run (a check of the evaluation or of a hook) is legitimate.
+    "SOLVER.BASE_LR": (0.0, None, False, "the base learning rate"),
     "SOLVER.BASE_LR_END": (0.0, None, False, "the learning rate at the end"),
     "SOLVER.MOMENTUM": (0.0, 1.0, False, "the SGD momentum"),
     "SOLVER.WEIGHT_DECAY": (0.0, None, False, "the weight decay"),

@@ -18,8 +18,7 @@ CONFIG = os.path.join(REPO, "configs", "Digits", "cnn.yaml")
 BAD = [
     ("TEST.IMS_PER_BATCH", "0", ">= 1"),
     ("SOLVER.CHECKPOINT_PERIOD", "0", ">= 1"),
-    ("SOLVER.BASE_LR", "-0.1", "> 0"),
-    ("SOLVER.BASE_LR", "0.0", "> 0"),
+    ("SOLVER.BASE_LR", "-0.1", ">= 0"),
     ("SOLVER.GRAD_ACCUM_STEPS", "0", ">= 1"),
     ("DATALOADER.NUM_WORKERS", "-1", ">= 0"),
     ("SOLVER.WEIGHT_DECAY", "-1", ">= 0"),
@@ -51,7 +50,7 @@ def test_nan_and_infinity_from_yaml_are_rejected(tmp_path):
     for literal in (".nan", ".inf"):
         path = tmp_path / "bad.yaml"
         path.write_text(f"_BASE_: {CONFIG}\nSOLVER:\n  BASE_LR: {literal}\n")
-        with pytest.raises(ConfigError, match=r"SOLVER.BASE_LR.*bad.yaml.*> 0"):
+        with pytest.raises(ConfigError, match=r"SOLVER.BASE_LR.*bad.yaml.*>= 0"):
             build_config(str(path), [])
 
 

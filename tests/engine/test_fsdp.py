@@ -292,6 +292,9 @@ def test_train_net_under_fsdp_saves_a_checkpoint_that_eval_only_loads(tmp_path):
     short += ["PARALLEL.FSDP.PARAM_DTYPE", "bfloat16", "MODEL.EMA.ENABLED", "True"]
     short += ["MODEL.EMA.EVAL_WITH_EMA", "False", "MODEL.EMA.DECAY", "0.5"]
     short += ["TEST.PRECISE_BN.ENABLED", "True", "TEST.PRECISE_BN.NUM_ITER", "2"]
+    # The single-file format (the full state gathered on rank 0); DCP directories, the
+    # default under FSDP, are covered by tests/reliability/test_world_size_resume.py.
+    short += ["SOLVER.CHECKPOINT_FORMAT", "torch"]
     flags = ["--config-file", config, "--num-gpus", "2", "--dist-url", "auto"]
     proc = run_tool(*flags, *common, *short)
     log = proc.stdout + proc.stderr

@@ -4,12 +4,17 @@ import logging
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from ..train_loop import TrainerBase
 
 __all__ = ["check_before_save"]
 
 logger = logging.getLogger(__name__)
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
 def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
@@ -27,7 +32,9 @@ def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
         FloatingPointError: if a loss since the last flush or a parameter is not finite.
     """
     trainer.flush_metrics()
-    named = [(name, p.detach()) for name, p in model.named_parameters()]
+    # Under FSDP each rank checks its own shard (a DTensor's local part); every shard is
+    # checked by some rank, and the NaN check of a sharded save is not a collective.
+    named = [(name, _local(p.detach())) for name, p in model.named_parameters()]
     if not named:
         return
     device = named[0][1].device
