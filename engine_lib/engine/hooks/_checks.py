@@ -1,10 +1,10 @@
 """Checks hooks run before they write a checkpoint."""
 
 import logging
+import sys
 
 import torch
 from torch import nn
-from torch.distributed.tensor import DTensor
 
 from ..train_loop import TrainerBase
 
@@ -14,7 +14,11 @@ logger = logging.getLogger(__name__)
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
+    # A DTensor exists only once torch.distributed.tensor (~0.7 s to import) was imported.
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    return (
+        tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor.DTensor) else tensor
+    )
 
 
 def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
