@@ -69,6 +69,8 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         Args:
             cfg (CfgNode): the merged (frozen) config.
         """
+        # A little over 60 lines: the parts are built in one commented order (config, model,
+        # optimizer, loop, schedule, checkpointer, hooks), each step a call, read top-down.
         if not logging.getLogger("engine_lib").handlers:
             setup_logger()
         # Weights at http(s) URLs (MODEL.WEIGHTS, pretrained backbones) only when opted in.

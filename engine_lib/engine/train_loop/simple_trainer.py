@@ -92,6 +92,8 @@ class SimpleTrainer(TrainerBase):
         TypeError: if ``clip_grad`` is not a :class:`GradClip`.
     """
 
+    # Over 60 lines for its argument list alone: detectron2's positional arguments, kept so
+    # that ported code runs unchanged, and ours after them as keywords.
     def __init__(
         self,
         model: nn.Module,
