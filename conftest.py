@@ -17,7 +17,7 @@ def _restore_engine_lib_logger() -> Iterator[None]:
     log = logging.getLogger("engine_lib")
     handlers, propagate, level = list(log.handlers), log.propagate, log.level
     yield
-    for handler in log.handlers:
+    for handler in list(log.handlers):  # a copy: removing while iterating would skip some
         if handler not in handlers:
             log.removeHandler(handler)
     for handler in handlers:
