@@ -357,7 +357,8 @@ _C.KD = CN()
 _C.KD.ENABLED = False
 # The teacher's full engine_lib config (YAML); its MODEL.DEVICE is replaced by the student's.
 _C.KD.MODEL_CONFIG = ""
-# The teacher's weights: a checkpoint written by engine_lib (or a state dict), weights_only.
+# The teacher's weights: a checkpoint written by engine_lib (or a state dict), read
+# weights_only unless MODEL.WEIGHTS_ALLOW_PICKLE.
 _C.KD.MODEL_WEIGHTS = ""
 # The teacher is an exponential moving average of the student (a "mean teacher") instead of
 # KD.MODEL_CONFIG + KD.MODEL_WEIGHTS, updated after each optimizer step by hooks.EMATeacher.
