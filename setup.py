@@ -41,6 +41,8 @@ setup(
         # mlflow-skinny and wandb install in seconds (measured: ~10 s and ~5 s from wheels),
         # so CI runs the tracker tests too (tests/engine/test_trackers.py).
         # pytest-cov: .ci/run measures line coverage and holds its floor (see pyproject.toml).
+        # mypy: .ci/run type-checks engine_lib (config in pyproject.toml); pinned to a minor
+        # version because each release adds checks that can fail a clean tree.
         "dev": [
             "pytest>=7",
             "ruff>=0.4",
@@ -48,6 +50,7 @@ setup(
             "mlflow-skinny>=2.10",
             "wandb>=0.17",
             "pytest-cov>=5",
+            "mypy>=2.4.1,<2.5",
         ],
         "plot": ["matplotlib>=3.5"],
         # MLflow's client (its local file store needs no server); the full "mlflow" package
