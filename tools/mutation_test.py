@@ -29,15 +29,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["Mutation", "MUTATIONS", "check_mutations", "run_mutation", "main"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Not needed to run the tests, and large or changing while we copy.
-_IGNORED = shutil.ignore_patterns(
-    ".git", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".mypy_cache", "output*"
+_CACHES = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".mypy_cache"
 )
+
+
+def _ignored(directory: str, names: List[str]) -> Set[str]:
+    """What the copy leaves out: caches anywhere, and training runs (``./output*``) at the top."""
+    ignored = set(_CACHES(directory, names))
+    if os.path.abspath(directory) == REPO:
+        ignored |= {n for n in names if n.startswith("output")}
+    return ignored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -469,7 +477,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mutation_test_") as tmp:
         root = os.path.join(tmp, "repo")
-        shutil.copytree(REPO, root, ignore=_IGNORED)
+        shutil.copytree(REPO, root, ignore=_ignored)
         if not args.no_baseline:
             # A failing test would "catch" every mutation: the unmutated code must pass.
             selection = list(dict.fromkeys(t for m in mutations for t in m.tests))
