@@ -700,8 +700,11 @@ def test_bad_input_fails_cleanly_and_leaves_output_dir_alone(case, corpus):
             assert f.read().startswith(PREVIOUS_RUN["log.txt"]), "the earlier log was lost"
 
 
-def test_corpus_is_large_enough():
-    assert len(CASES) >= 30
+def test_every_case_ran_once_under_its_own_id(corpus):
+    ids = [c.id for c in CASES]
+    assert len(set(ids)) == len(ids), "two cases share an id: one would hide the other"
+    ran = set(corpus) - {"_success"}
+    assert ran == {c.id for c in CASES if not c.skip}
 
 
 def test_mismatched_shapes_load_what_fits_and_report_a_table(corpus, checkpoints):
