@@ -700,8 +700,13 @@ def test_bad_input_fails_cleanly_and_leaves_output_dir_alone(case, corpus):
             assert f.read().startswith(PREVIOUS_RUN["log.txt"]), "the earlier log was lost"
 
 
-def test_corpus_is_large_enough():
-    assert len(CASES) >= 30
+def test_every_case_ran_once_under_its_own_id(corpus):
+    ids = [c.id for c in CASES]
+    assert len(set(ids)) == len(ids), "two cases share an id: one would hide the other"
+    # A result with an exit status: the process ran (the driver reports each case it ran).
+    ran = {k for k, v in corpus.items() if not k.startswith("_") and isinstance(v[0]["rc"], int)}
+    assert ran == {c.id for c in CASES if not c.skip}
+    assert len(ran) >= len(CASES) - 1  # only the read-only case is skipped, and only as root
 
 
 def test_mismatched_shapes_load_what_fits_and_report_a_table(corpus, checkpoints):

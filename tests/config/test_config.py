@@ -312,12 +312,71 @@ def test_configurable_requires_from_config():
         NoBuilder(get_cfg())
 
 
-def test_shipped_configs_load():
-    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
-    files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".yaml")]
-    for path in files:
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The projects that add config keys: (package, function adding them).
+PROJECT_KEYS = {
+    "Detection": ("detection", "add_detection_config"),
+    "ImageClassification": ("image_classification", "add_image_classification_config"),
+    "MetricLearning": ("metric_learning", "add_metric_learning_config"),
+}
+
+
+def _shipped_configs():
+    """Every YAML under configs/ and projects/*/configs/, with its project (None: engine)."""
+    found = []
+    for project in [None, *sorted(os.listdir(os.path.join(REPO, "projects")))]:
+        root = (
+            os.path.join(REPO, "configs")
+            if project is None
+            else os.path.join(REPO, "projects", project, "configs")
+        )
+        for d, _, names in os.walk(root):
+            found += [(os.path.join(d, n), project) for n in sorted(names) if n.endswith(".yaml")]
+    return found
+
+
+def _leaves(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        elif key != "_BASE_":
+            yield f"{prefix}{key}", value
+
+
+def _plain(value):
+    """A YAML value as the config holds it: yacs parses strings like "('a',)", keeps tuples."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_shipped_configs_load_with_every_key_they_set(monkeypatch):
+    from engine_lib.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
+
+    files = _shipped_configs()
+    assert {p for _, p in files} >= {None, *PROJECT_KEYS, "Distillation"}
+    for path, project in files:
         cfg = get_cfg()
+        if project in PROJECT_KEYS:
+            package, function = PROJECT_KEYS[project]
+            monkeypatch.syspath_prepend(os.path.join(REPO, "projects", project))
+            getattr(__import__(package), function)(cfg)
+        with open(path) as f:
+            own = yaml.safe_load(f) or {}
         cfg.merge_from_file(path)
+        # Each key the file itself sets holds the file's value (not a base's, not a default).
+        for key, value in _leaves(own):
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
+            assert _plain(node) == _plain(value), f"{path}: {key}"
+        assert cfg.MODEL.META_ARCHITECTURE in META_ARCH_REGISTRY, path
+        assert cfg.MODEL.BACKBONE.NAME in BACKBONE_REGISTRY, path
 
 
 def test_rules_of_a_group_are_registered_by_its_owner(tmp_path):

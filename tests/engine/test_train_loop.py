@@ -264,10 +264,27 @@ def test_bf16_autocast_on_cpu():
 
 def test_fp16_with_grad_scaler_on_cpu():
     model = ToyRegressor()
-    trainer = AMPTrainer(model, batches(8), torch.optim.SGD(model.parameters(), lr=0.05))
+    # The scale doubles after every 2 steps without overflow: 3 steps grow it once.
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    trainer = AMPTrainer(model, batches(8), optimizer, grad_scaler=scaler)
+    before = model.linear.weight.detach().clone()
     trainer.train(0, 3)
     assert model.last_dtype == torch.float16
-    assert trainer.state_dict()["grad_scaler"]["scale"] == trainer.grad_scaler.get_scale()
+    assert scaler.get_scale() == 2.0**11
+    assert not torch.equal(before, model.linear.weight)  # the unscaled steps were taken
+    # The state holds the grown scale and its growth tracker; a resume continues from them.
+    state = trainer.state_dict()["grad_scaler"]
+    assert state["scale"] == 2.0**11 and state["_growth_tracker"] == 1
+    other = ToyRegressor()
+    resumed = AMPTrainer(
+        other,
+        batches(8),
+        torch.optim.SGD(other.parameters(), lr=0.05),
+        grad_scaler=torch.amp.GradScaler("cpu", init_scale=1.0, growth_interval=2),
+    )
+    resumed.load_state_dict(trainer.state_dict())
+    assert resumed.grad_scaler.get_scale() == 2.0**11
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -4,6 +4,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from packaging.version import Version
 
 from engine_lib.utils import collect_env
 from engine_lib.utils.env import TORCH_VERSION, seed_all_rng
@@ -41,7 +42,9 @@ def test_bad_seed_is_a_config_error(bad):
 
 
 def test_torch_version_tuple():
-    assert TORCH_VERSION == tuple(int(x) for x in torch.__version__.split(".")[:2])
+    # packaging parses local versions too ("2.5.1+cu121", "2.6.0a0+git1234"), independently.
+    assert TORCH_VERSION == Version(torch.__version__).release[:2]
+    assert all(isinstance(part, int) for part in TORCH_VERSION) and TORCH_VERSION >= (2, 0)
 
 
 def test_collect_env_info_lists_key_packages():
