@@ -237,6 +237,26 @@ def test_tensorboard_writer_writes_scalars_images_histograms(tmp_path):
     assert "weights" in tags["histograms"]
 
 
+def test_tensorboard_writer_puts_each_scalar_under_its_tag_at_its_iteration(tmp_path):
+    # The scalars of an iteration go out as one event of several values.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    writer = TensorboardXWriter(str(tmp_path), window_size=1)
+    with EventStorage() as storage:
+        for _ in range(2):
+            for _ in range(3):
+                storage.put_scalar("loss", 1.0 + storage.iter)
+                storage.put_scalar("lr", 0.5 * storage.iter, smoothing_hint=False)
+                storage.step()
+            writer.write()
+    writer.close()
+
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(2, 3.0), (5, 6.0)]
+    assert [(e.step, e.value) for e in events.Scalars("lr")] == [(2, 1.0), (5, 2.5)]
+
+
 def test_tensorboard_writer_names_the_package_when_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ImportError, match="pip install tensorboard"):
