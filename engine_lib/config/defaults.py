@@ -336,7 +336,8 @@ _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 0
 # Batch size per process at inference.
 _C.TEST.IMS_PER_BATCH = 64
-# Expected results as [[task, metric, value, tolerance], ...]; checked by verify_results.
+# Expected results as [[task, metric, value, tolerance], ...], checked after the final
+# evaluation: a miss fails the run (exit code 2).
 _C.TEST.EXPECTED_RESULTS = []
 # The evaluator of each test set, by its name in engine_lib.evaluation.EVALUATOR_REGISTRY
 # (built in: ClassificationEvaluator); DefaultTrainer.build_evaluator may still be overridden.

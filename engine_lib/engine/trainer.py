@@ -33,9 +33,9 @@ from engine_lib.engine.train_loop import GradClip, SimpleTrainer
 from engine_lib.evaluation import (
     DatasetEvaluator,
     build_evaluator,
+    check_results,
     inference_on_dataset,
     print_csv_format,
-    verify_results,
 )
 from engine_lib.modeling import build_model
 from engine_lib.solver import build_lr_scheduler, build_optimizer
@@ -179,10 +179,14 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         Returns:
             dict: the results of the last evaluation (empty on non-main processes or when
             there was no evaluation).
+
+        Raises:
+            ResultsVerificationError: on the main process, the last evaluation missed a value
+                of ``TEST.EXPECTED_RESULTS`` (after the final checkpoint is saved).
         """
         super().train(self.start_iter, self.max_iter)
         if self.cfg.TEST.EXPECTED_RESULTS and comm.is_main_process():
-            verify_results(self.cfg, self.last_eval_results)
+            check_results(self.cfg, self.last_eval_results)
         return self.last_eval_results
 
     # ------------------------------------------------------------------ state

@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import uuid
-from typing import IO, Iterator, List
+from typing import IO, Iterator, List, Optional
 
 from iopath.common.file_io import PathManager as _IopathPathManager
 
@@ -112,7 +112,7 @@ def _copy_mode(path: str, fd: int) -> None:
     os.fchmod(fd, mode)
 
 
-def _is_disk_full(error: BaseException) -> bool:
+def _is_disk_full(error: Optional[BaseException]) -> bool:
     """Whether ``error`` (or an error it was raised from) is ENOSPC / EDQUOT."""
     full = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
     seen = 0

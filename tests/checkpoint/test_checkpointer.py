@@ -97,9 +97,10 @@ def test_not_resuming_loads_weights_only(tmp_path):
 
 
 def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    """The crash rewrites the same name: a file written in place would be lost with it."""
     model = _model()
     checkpointer = Checkpointer(model, str(tmp_path))
-    checkpointer.save("model_0000000", iteration=0)
+    checkpointer.save("model_final", iteration=0)
     good = {k: v.clone() for k, v in model.state_dict().items()}
 
     real_save = torch.save
@@ -114,10 +115,10 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
     with torch.no_grad():
         model[0].weight.add_(1.0)
     with pytest.raises(OSError, match="disk full"):
-        checkpointer.save("model_0000001", iteration=1)
+        checkpointer.save("model_final", iteration=1)
     monkeypatch.undo()
 
-    assert _files(tmp_path) == ["last_checkpoint", "model_0000000.pth"]  # no temp file left
+    assert _files(tmp_path) == ["last_checkpoint", "model_final.pth"]  # no temp file left
     model2 = _model()
     extra = Checkpointer(model2, str(tmp_path)).resume_or_load("", resume=True)
     assert extra["iteration"] == 0

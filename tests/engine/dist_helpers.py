@@ -190,17 +190,54 @@ def check_ddp_and_train(out_dir: str, max_iter: int, global_batch: int) -> None:
     for fp16 in (False, True):
         torch.manual_seed(0)
         model = create_ddp_model(nn.Linear(4, 3), fp16_compression=fp16)
-        model(x).pow(2).sum().backward()
+        model(x).pow(2).mean().backward()
         grad = model.module.weight.grad
         result[f"grads_fp16={fp16}"] = comm.all_gather(grad.clone())
         # float16 all-reduce leaves values that float16 represents exactly.
         result[f"fp16_exact_fp16={fp16}"] = bool(torch.equal(grad, grad.half().float()))
         result["broadcast_buffers"] = model.broadcast_buffers
         result["type"] = type(model).__name__
+    # The reference for "averaged": one process, the same loss over all ranks' samples.
+    torch.manual_seed(0)
+    single = nn.Linear(4, 3)
+    single(torch.cat(comm.all_gather(x))).pow(2).mean().backward()
+    result["grad_full_batch"] = single.weight.grad.clone()
     unused = create_ddp_model(nn.Linear(4, 3), find_unused_parameters=True)
     result["find_unused_parameters"] = unused.find_unused_parameters
+    result.update(_ddp_from_config(x))
     write_result(out_dir, f"ddp{rank}", result)
     train_tiny_model(out_dir, max_iter, global_batch)
+
+
+def _ddp_from_config(x: torch.Tensor) -> Dict[str, Any]:
+    """``parallelize_model`` with MODEL.DDP.FP16_COMPRESSION and a frozen first layer.
+
+    Frozen layers get no gradient: DDP must have been told to look for unused parameters
+    (without it the second step raises), though FIND_UNUSED_PARAMETERS is left False.
+    """
+    from engine_lib.config import get_cfg
+    from engine_lib.engine.parallel import parallelize_model
+
+    cfg = get_cfg()
+    cfg.MODEL.DDP.FP16_COMPRESSION = True
+    cfg.MODEL.FREEZE_LAYERS = ["0"]
+    cfg.MODEL.FREEZE_ITERS = 2
+    torch.manual_seed(0)
+    model = parallelize_model(cfg, nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 3)))
+    model.module[0].requires_grad_(False)  # what hooks.LayerFreeze does in its first steps
+    error = None
+    try:
+        for _ in range(2):
+            model.zero_grad()
+            model(x).pow(2).mean().backward()
+    except RuntimeError as e:
+        error = str(e)
+    grad = model.module[1].weight.grad
+    return {
+        "cfg_find_unused": model.find_unused_parameters,
+        "cfg_frozen_steps_error": error,
+        "cfg_fp16_exact": bool(torch.equal(grad, grad.half().float())),
+    }
 
 
 class _RaiseAt(HookBase):

@@ -46,9 +46,18 @@ def test_ddp_defaults_and_options(two_process_run):
 
 def test_gradients_are_averaged_over_ranks(two_process_run):
     for r in read_results(two_process_run, "ddp", WORLD_SIZE):
-        for key in ("grads_fp16=False", "grads_fp16=True"):
-            grad_rank0, grad_rank1 = r[key]
-            assert torch.equal(grad_rank0, grad_rank1)
+        grad_rank0, grad_rank1 = r["grads_fp16=False"]
+        assert torch.equal(grad_rank0, grad_rank1)
+        # The mean over both ranks' samples, as one process computes it (not their sum).
+        torch.testing.assert_close(grad_rank0, r["grad_full_batch"], rtol=1e-6, atol=1e-6)
+        assert torch.equal(*r["grads_fp16=True"])
+
+
+def test_config_fp16_compression_and_frozen_layers_find_unused_parameters(two_process_run):
+    for r in read_results(two_process_run, "ddp", WORLD_SIZE):
+        assert r["cfg_find_unused"] is True
+        assert r["cfg_frozen_steps_error"] is None
+        assert r["cfg_fp16_exact"]
 
 
 def test_fp16_compression_all_reduces_in_float16(two_process_run):

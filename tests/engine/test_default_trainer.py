@@ -20,6 +20,7 @@ from engine_lib.engine import (
     train_or_evaluate,
 )
 from engine_lib.engine.reproducibility import capture_rng_state, restore_rng_state
+from engine_lib.evaluation import ResultsVerificationError
 from engine_lib.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -217,3 +218,21 @@ def test_eval_only_follows_the_trainers_resume_rules(tmp_path, resume):
     final = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
     assert evaluated.keys() == final.keys()
     assert all(torch.equal(evaluated[k], v) for k, v in final.items())
+
+
+def test_a_missed_expected_result_fails_training_and_eval_only(tmp_path):
+    # Unreachable on purpose: top-1 can't exceed 100.
+    miss = "[['classification', 'top1', 101.0, 0.5]]"
+    cfg = digits_cfg(tmp_path, **{"TEST.EXPECTED_RESULTS": miss})
+    trainer = DefaultTrainer(cfg)
+    with pytest.raises(ResultsVerificationError, match=r"classification/top1: got .*101\.0"):
+        trainer.train()
+    # The run itself finished: the miss is judged after the final checkpoint.
+    assert os.path.isfile(tmp_path / "model_final.pth")
+    top1 = trainer.last_eval_results["classification"]["top1"]
+    args = default_argument_parser().parse_args(["--eval-only", "--resume"])
+    with pytest.raises(ResultsVerificationError):
+        train_or_evaluate(cfg, args, DefaultTrainer)
+    hit = f"[['classification', 'top1', {top1}, 0.01]]"
+    cfg = digits_cfg(tmp_path, **{"TEST.EXPECTED_RESULTS": hit})
+    assert train_or_evaluate(cfg, args, DefaultTrainer)["classification"]["top1"] == top1

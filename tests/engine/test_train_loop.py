@@ -550,3 +550,18 @@ def test_epoch_helpers_without_iters_per_epoch_treat_training_as_one_epoch():
     trainer.iters_per_epoch = 2
     trainer.train(0, 3)
     assert seen == [(0, True, False), (0, False, True), (1, True, True)]
+
+
+def test_infinite_loss_raises_like_nan():
+    """+inf is not NaN: the check must be ``isfinite``, not ``isnan``."""
+
+    def data():
+        for index, batch in enumerate(batches(8)):
+            if index == 4:
+                batch[0]["y"] = torch.tensor(float("inf"))
+            yield batch
+
+    trainer = make_trainer(data=data(), gather_metric_period=1)
+    with pytest.raises(FloatingPointError, match=r"infinite or NaN at iteration=4!") as e:
+        trainer.train(0, 20)
+    assert "'loss': inf" in str(e.value)

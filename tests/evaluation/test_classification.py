@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine_lib.engine.launch import launch
-from engine_lib.evaluation import ClassificationEvaluator, inference_on_dataset
+from engine_lib.evaluation import ClassificationEvaluator, classification, inference_on_dataset
 from engine_lib.utils import comm
 
 
@@ -136,3 +136,22 @@ def test_two_processes_match_one_process(tmp_path):
     assert rank0["results"]["classification"] == pytest.approx(expected["classification"])
     records = json.loads((tmp_path / "dist_predictions.json").read_text())
     assert sorted(r["image_id"] for r in records) == list(range(11))
+
+
+def test_a_crash_while_writing_predictions_keeps_the_previous_file(tmp_path, monkeypatch):
+    """A plain ``open`` would truncate the old file before the crash."""
+    evaluator = ClassificationEvaluator("tiny", output_dir=str(tmp_path))
+    _evaluate(evaluator, _samples())
+    path = tmp_path / "tiny_predictions.json"
+    before = path.read_text()
+
+    def dump_then_crash(obj, f):
+        f.write('[{"image_id": 0, "lab')
+        f.flush()
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(classification.json, "dump", dump_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _evaluate(evaluator, _samples(CASES[:2]))
+    assert path.read_text() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["tiny_predictions.json"]  # no temp file left

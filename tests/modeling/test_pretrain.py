@@ -1,6 +1,7 @@
 """``MODEL.BACKBONE.PRETRAIN_PATH``: loading backbone weights from a local file."""
 
 import logging
+import os
 
 import pytest
 import torch
@@ -87,3 +88,24 @@ def test_unreadable_file_is_a_config_error(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="MODEL.BACKBONE.PRETRAIN_PATH"):
         build_model(_cfg(path))
+
+
+class _RunsCodeWhenUnpickled:
+    """Unpickling this creates ``marker``: what a hostile weights file could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def test_pickle_only_file_is_refused_without_running_its_code(tmp_path):
+    marker = str(tmp_path / "code_ran")
+    state = SmallCNN(width=8).state_dict()
+    state["payload"] = _RunsCodeWhenUnpickled(marker)
+    path = tmp_path / "hostile.pth"
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match="weights-only"):
+        build_model(_cfg(path))
+    assert not os.path.exists(marker)

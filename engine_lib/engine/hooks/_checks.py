@@ -1,24 +1,17 @@
 """Checks hooks run before they write a checkpoint."""
 
 import logging
-import sys
 
 import torch
 from torch import nn
+
+from engine_lib.checkpoint.dist_types import local_tensor
 
 from ..train_loop import TrainerBase
 
 __all__ = ["check_before_save"]
 
 logger = logging.getLogger(__name__)
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    # A DTensor exists only once torch.distributed.tensor (~0.7 s to import) was imported.
-    dtensor = sys.modules.get("torch.distributed.tensor")
-    return (
-        tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor.DTensor) else tensor
-    )
 
 
 def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
@@ -38,7 +31,7 @@ def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
     trainer.flush_metrics()
     # Under FSDP each rank checks its own shard (a DTensor's local part); every shard is
     # checked by some rank, and the NaN check of a sharded save is not a collective.
-    named = [(name, _local(p.detach())) for name, p in model.named_parameters()]
+    named = [(name, local_tensor(p.detach())) for name, p in model.named_parameters()]
     if not named:
         return
     device = named[0][1].device

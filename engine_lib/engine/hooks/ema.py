@@ -6,8 +6,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
-from torch.distributed.tensor import DTensor, distribute_tensor
 
+from engine_lib.checkpoint.dist_types import is_dtensor, local_tensor
 from engine_lib.checkpoint.state import reshard
 from engine_lib.utils.errors import ConfigError
 
@@ -29,14 +29,12 @@ def _named_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
     return tensors
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, DTensor) else t
-
-
 def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``value`` (a whole tensor) sharded like ``target`` when that is a DTensor."""
-    if not isinstance(target, DTensor):
+    if not is_dtensor(target):
         return value
+    from torch.distributed.tensor import distribute_tensor  # loaded, as target is a DTensor
+
     # Every rank holds the whole value: each takes its own shard, with no communication.
     return distribute_tensor(
         value.to(target.device), target.device_mesh, target.placements, src_data_rank=None
@@ -103,9 +101,9 @@ class EMA(HookBase):
         live = _named_tensors(reshard(self._model))
         # Sharded (DTensor) parameters and plain buffers in one foreach call: on the local
         # shards, which alias the DTensors' storage.
-        current = [_local(live[name].detach()) for name in self._float_names]
+        current = [local_tensor(live[name].detach()) for name in self._float_names]
         current = [t if t.dtype == torch.float32 else t.float() for t in current]
-        average = [_local(self._average[name]) for name in self._float_names]
+        average = [local_tensor(self._average[name]) for name in self._float_names]
         torch._foreach_lerp_(average, current, 1.0 - self._decay)
         for name in self._other_names:
             self._average[name].copy_(live[name])
@@ -156,9 +154,7 @@ class EMA(HookBase):
         # Under FSDP the averages are DTensor shards, like the parameters: a checkpoint holds
         # them whole (gathered on every rank: call it on all ranks, as checkpointers do).
         weights = {} if self._average is None else dict(self._average)
-        weights = {
-            name: t.full_tensor() if isinstance(t, DTensor) else t for name, t in weights.items()
-        }
+        weights = {name: t.full_tensor() if is_dtensor(t) else t for name, t in weights.items()}
         return {"num_updates": self.num_updates, "weights": weights}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import statistics
 import threading
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, SupportsFloat, Tuple, cast
 
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
@@ -150,7 +150,9 @@ class EventStorage:
                     f"put_scalar({name!r}) needs a real number, got {type(value).__name__}: "
                     f"{value!r}"
                 )
-            value = float(value)
+            # numbers.Number declares no __float__; every real one (complex is refused above)
+            # has it.
+            value = float(cast(SupportsFloat, value))
         previous_hint = self._smoothing_hints.setdefault(name, smoothing_hint)
         if previous_hint != smoothing_hint:
             raise ValueError(
