@@ -1,9 +1,10 @@
-"""The project's iopath ``PathManager``: every path a user gives (config, weights, outputs) goes
-through it.
+"""The project's iopath ``PathManager``: the weights paths a user gives (``MODEL.WEIGHTS``,
+``MODEL.BACKBONE.PRETRAIN_PATH``, ``KD.*``) go through it; config files, ``OUTPUT_DIR`` and data
+sets are local paths (docs/remote_paths.md).
 
 A module-level instance of our own rather than iopath's global ``g_pathmgr``: a user or a project
 can register handlers for a remote store (``PathManager.register_handler(S3PathHandler())``) and
-every engine_lib module that opens a file picks it up, without touching the handlers other
+every engine_lib module that opens weights picks it up, without touching the handlers other
 libraries registered on the global one.
 """
 
