@@ -29,6 +29,7 @@ __all__ = [
     "Command",
     "DocTestError",
     "Marker",
+    "check_labelled",
     "parse_page",
     "shell_commands",
 ]
@@ -135,6 +136,10 @@ def _parse_marker(body: str, path: str, line: int) -> Marker:
     return Marker(verb, args, line)
 
 
+def _misplaced(path: str, marker: Marker) -> DocTestError:
+    return DocTestError(f"{path}:{marker.line}: a doc-test marker must be right above a code fence")
+
+
 def parse_page(path: Path, root: Path) -> List[Block]:
     """Read the fenced code blocks of one Markdown page, with their markers.
 
@@ -146,8 +151,8 @@ def parse_page(path: Path, root: Path) -> List[Block]:
         list[Block]: in page order.
 
     Raises:
-        DocTestError: a marker not followed by a fence, an unknown marker, an unclosed fence,
-            or an unlabelled block holding commands.
+        DocTestError: a marker not followed by a fence, an unknown marker, or an unclosed
+            fence.
     """
     rel = path.relative_to(root).as_posix()
     lines = path.read_text(encoding="utf-8").split("\n")
@@ -163,34 +168,37 @@ def parse_page(path: Path, root: Path) -> List[Block]:
             continue
         if not fence:
             if pending and lines[i].strip():
-                raise DocTestError(
-                    f"{rel}:{pending[0].line}: a doc-test marker must be right above a code fence"
-                )
+                raise _misplaced(rel, pending[0])
             i += 1
             continue
         if pending and lines[i - 1].strip() == "":
-            raise DocTestError(
-                f"{rel}:{pending[0].line}: a doc-test marker must be right above a code fence"
-            )
+            raise _misplaced(rel, pending[0])
         close = fence.group("fence")
         end = i + 1
         while end < len(lines) and not lines[end].strip().startswith(close):
             end += 1
         if end == len(lines):
             raise DocTestError(f"{rel}:{i + 1}: the code fence is never closed")
-        block = Block(rel, i + 1, fence.group("lang").lower(), lines[i + 1 : end], pending)
+        blocks.append(Block(rel, i + 1, fence.group("lang").lower(), lines[i + 1 : end], pending))
         pending = []
-        if block.lang == "" and any(_COMMAND_LIKE.match(x) for x in block.lines):
-            raise DocTestError(
-                f"{block.where()}: an unlabelled code block holds commands; label it "
-                "```bash (or ```console with '$ ' prompts) so that the doc test runs them, or "
-                "```text if it is not meant to be typed"
-            )
-        blocks.append(block)
         i = end + 1
     if pending:
-        raise DocTestError(f"{rel}:{pending[0].line}: a doc-test marker must be right above a code fence")
+        raise _misplaced(rel, pending[0])
     return blocks
+
+
+def check_labelled(block: Block) -> None:
+    """Refuse an unlabelled block that holds commands: the test would skip it silently.
+
+    Raises:
+        DocTestError: naming the block's ``file:line``.
+    """
+    if block.lang == "" and any(_COMMAND_LIKE.match(x) for x in block.lines):
+        raise DocTestError(
+            f"{block.where()}: an unlabelled code block holds commands; label it "
+            "```bash (or ```console with '$ ' prompts) so that the doc test runs them, or "
+            "```text if it is not meant to be typed"
+        )
 
 
 def _logical_lines(block: Block) -> List[Tuple[int, str, List[str]]]:

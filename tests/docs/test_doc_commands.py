@@ -27,6 +27,7 @@ import json
 import os
 import select
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from tests.docs.doc_blocks import (
     Block,
     Command,
     DocTestError,
+    check_labelled,
     parse_page,
     shell_commands,
 )
@@ -182,21 +184,38 @@ class _Runner:
 
 
 class _DocRun:
-    """Runs the pages in one working directory and gathers what failed."""
+    """Runs the pages, each in a fresh working directory, and gathers what failed."""
 
     def __init__(self, tmp: Path):
-        self.work = tmp / "work"
+        self.tmp = tmp
         self.logs = tmp / "logs"
-        self.work.mkdir()
         self.logs.mkdir()
-        for name in _LINKED:
-            (self.work / name).symlink_to(REPO / name)
-        self.runner = _Runner(self.work)
+        self.runner = _Runner(tmp)
+        self.work = tmp
         self.failures: List[str] = []
-        self.seen: Dict[Tuple[str, ...], str] = {}
         self.timings: List[Tuple[float, str]] = []
         self.skipped: List[str] = []
+        # A fresh run met again on a later page is not run again: what it wrote is copied in.
+        self.cache: Dict[Tuple[str, ...], Tuple[str, Path, List[str]]] = {}
         self._jobs = 0
+
+    def new_page(self, page: Path) -> None:
+        """Start a page in a fresh working directory: each page stands on its own."""
+        self.work = self.tmp / "work" / page.relative_to(REPO).as_posix().replace("/", "__")
+        self.work.mkdir(parents=True)
+        for name in _LINKED:
+            (self.work / name).symlink_to(REPO / name)
+
+    def _files(self) -> Dict[str, Tuple[int, int]]:
+        """The working directory's own files (not the linked ones), with mtime and size."""
+        found = {}
+        for dirpath, _, filenames in os.walk(self.work):  # does not follow the links
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                if not os.path.islink(path):
+                    st = os.stat(path)
+                    found[os.path.relpath(path, self.work)] = (st.st_mtime_ns, st.st_size)
+        return found
 
     def _run_job(self, job: dict, where: str, text: str) -> Tuple[int, str]:
         self._jobs += 1
@@ -205,6 +224,31 @@ class _DocRun:
         rc, seconds = self.runner.run(job)
         self.timings.append((seconds, f"{where} {text}"))
         return rc, log.read_text(errors="replace") if log.exists() else ""
+
+    def _run_cached(
+        self, key: Tuple[str, ...], job: dict, where: str, text: str
+    ) -> Tuple[int, str]:
+        """Run a fresh run, or copy in what the same command wrote on an earlier page."""
+        if key in self.cache:
+            first, saved, removed = self.cache[key]
+            for name in removed:
+                if (self.work / name).exists():
+                    os.remove(self.work / name)
+            shutil.copytree(saved, self.work, symlinks=True, dirs_exist_ok=True)
+            self.skipped.append(f"{where} (same command as {first}: its output copied): {text}")
+            return 0, ""
+        before = self._files()
+        rc, log = self._run_job(job, where, text)
+        after = self._files()
+        saved = self.tmp / "cache" / str(len(self.cache))
+        for name, stamp in after.items():
+            if before.get(name) != stamp:
+                (saved / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.work / name, saved / name)
+        saved.mkdir(parents=True, exist_ok=True)
+        if rc == 0:
+            self.cache[key] = (where, saved, [n for n in before if n not in after])
+        return rc, log
 
     def _fail(self, where: str, text: str, why: str, log: str = "") -> None:
         tail = "\n    ".join(log.strip().splitlines()[-25:])
@@ -283,15 +327,16 @@ class _DocRun:
                     "the test cannot run it: mark the block <!-- doc-test: not-run REASON -->",
                 )
             return
-        key = (*sorted(command.env.items()), *argv)
-        if key in self.seen:
-            self.skipped.append(f"{where} (same command as {self.seen[key]}): {command.text}")
-            return
-        self.seen[key] = where
         wrote_input = any(self._written_here(w) for w in _values(argv[2:]))
         args = adapt_args(argv[1], argv[2:], wrote_input)
         job = {"kind": "script", "argv": [argv[1], *args], "env": command.env}
-        rc, log = self._run_job(job, where, shlex.join(argv[1:]))
+        text = shlex.join(argv[1:])
+        fresh = not (wrote_input or "--resume" in args or "--eval-only" in args)
+        if fresh and not block.marker("expect-error"):
+            key = (*(f"{k}={v}" for k, v in sorted(command.env.items())), *argv)
+            rc, log = self._run_cached(key, job, where, text)
+        else:
+            rc, log = self._run_job(job, where, text)
         if block.marker("expect-error"):
             if rc == 0:
                 self._fail(where, command.text, "the docs show an error, but it exits 0", log)
@@ -334,7 +379,7 @@ class _DocRun:
 
 def test_unbalanced_quotes_name_the_file_and_line(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("Intro\n\n```bash\npython tools/train_net.py \\\n    --config-file 'a.yaml\n```\n")
+    page.write_text("Intro\n\n```bash\npython t.py \\\n    --config-file 'a.yaml\n```\n")
     (block,) = parse_page(page, tmp_path)
     with pytest.raises(DocTestError, match=r"^page\.md:4: cannot split .*unbalanced quotes"):
         shell_commands(block)
@@ -374,7 +419,6 @@ def test_commands_split_on_chains_continuations_comments_and_prompts(tmp_path):
     [
         ("<!-- doc-test: placeholder X.yaml -->\n```bash\nls\n```\n", "unknown doc-test marker"),
         ("<!-- doc-test: runnable -->\n\n```python\npass\n```\n", "right above a code fence"),
-        ("```\npython tools/train_net.py\n```\n", "unlabelled code block holds commands"),
         ("```bash\nls\n", "never closed"),
     ],
 )
@@ -383,6 +427,14 @@ def test_pages_the_test_cannot_read_fail_with_file_and_line(tmp_path, text, mess
     page.write_text(text)
     with pytest.raises(DocTestError, match=rf"^p\.md:\d+: .*{message}"):
         parse_page(page, tmp_path)
+
+
+def test_an_unlabelled_block_of_commands_is_refused(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("Run:\n\n```\npython tools/train_net.py --config-file c.yaml\n```\n")
+    (block,) = parse_page(page, tmp_path)
+    with pytest.raises(DocTestError, match=r"^p\.md:4: an unlabelled code block holds commands"):
+        check_labelled(block)
 
 
 def test_shortening_keeps_the_command_and_its_syntax():
@@ -419,7 +471,12 @@ def test_doc_commands_and_runnable_snippets_run(tmp_path):
             except DocTestError as e:
                 run.failures.append(str(e))
                 continue
+            run.new_page(page)
             for block in blocks:
+                try:
+                    check_labelled(block)
+                except DocTestError as e:
+                    run.failures.append(str(e))
                 if block.lang in SHELL_LANGUAGES:
                     run.shell_block(block)
                 elif block.lang == "python":
@@ -432,6 +489,4 @@ def test_doc_commands_and_runnable_snippets_run(tmp_path):
     for seconds, what in slowest:
         print(f"  {seconds:6.1f} s  {what}")
     print(f"{len(run.skipped)} not run:\n  " + "\n  ".join(run.skipped))
-    assert not run.failures, f"{len(run.failures)} doc command(s) fail:\n" + "\n".join(
-        run.failures
-    )
+    assert not run.failures, f"{len(run.failures)} doc command(s) fail:\n" + "\n".join(run.failures)
