@@ -143,7 +143,11 @@ class DefaultHookBuilders:
             return None
         writers = self.build_writers()
         self._tracker_writers = tracker_writers(writers)
-        return hooks.PeriodicWriter(writers, period=self.cfg.SOLVER.LOG_PERIOD)
+        # Pending metrics (an evaluation between two periodic writes) are written before
+        # each checkpoint: a run resumed from it would never write them.
+        return hooks.PeriodicWriter(
+            writers, period=self.cfg.SOLVER.LOG_PERIOD, write_before_save=True
+        )
 
     def build_writer_state_hook(self) -> Optional[hooks.HookBase]:
         """``WriterState``, with experiment trackers in ``WRITERS``: their run ids are then

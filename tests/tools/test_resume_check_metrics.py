@@ -26,8 +26,11 @@ def _problems(tmp_path, lines, stops=()):
     return judge.metrics_problems(_write(tmp_path / "got", lines), expected, stops)
 
 
-def test_the_same_lines_pass(tmp_path):
-    assert _problems(tmp_path, UNINTERRUPTED) == []
+def test_the_same_lines_pass_with_or_without_timings(tmp_path):
+    assert _problems(tmp_path / "same", UNINTERRUPTED) == []
+    # The iteration timer measures no iteration right after the resume at 10.
+    untimed = [*UNINTERRUPTED[:2], (14, ["total_loss", "lr"]), UNINTERRUPTED[3]]
+    assert _problems(tmp_path / "untimed", untimed) == []
 
 
 def test_a_preempted_runs_line_at_its_stop_iteration_is_no_fault(tmp_path):

@@ -8,6 +8,7 @@ from torch import nn
 from engine_lib.checkpoint.dist_types import local_tensor
 
 from ..train_loop import TrainerBase
+from .periodic_writer import PeriodicWriter
 
 __all__ = ["check_before_save"]
 
@@ -19,7 +20,9 @@ def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
 
     Flushing the trainer's buffered losses raises ``FloatingPointError`` for a non-finite
     loss; checking the weights also catches a non-finite gradient whose loss was still finite.
-    Costs one device-to-host copy; runs on every rank (the flush is collective).
+    Costs one device-to-host copy; runs on every rank (the flush is collective). Then each
+    ``PeriodicWriter(write_before_save=True)`` writes its pending metrics, so that a run
+    resumed from this checkpoint loses no ``metrics.json`` line.
 
     Args:
         trainer (TrainerBase): the trainer whose metrics are flushed.
@@ -31,6 +34,13 @@ def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
     trainer.flush_metrics()
     # Under FSDP each rank checks its own shard (a DTensor's local part); every shard is
     # checked by some rank, and the NaN check of a sharded save is not a collective.
+    _check_finite(trainer, model)
+    for hook in trainer.hooks:
+        if isinstance(hook, PeriodicWriter) and hook.write_before_save:
+            hook.write_pending()
+
+
+def _check_finite(trainer: TrainerBase, model: nn.Module) -> None:
     named = [(name, local_tensor(p.detach())) for name, p in model.named_parameters()]
     if not named:
         return
