@@ -26,7 +26,7 @@ import shutil
 import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, cast
 
 import torch
 import torch.distributed as dist
@@ -101,13 +101,13 @@ def is_sharded_checkpoint(path: str) -> bool:
 class PendingSave:
     """An asynchronous save in flight: its DCP future and where it goes when complete."""
 
-    future: Future
+    future: Optional[Future]  # None for a synchronous save, finished as soon as started
     incomplete_dir: str
     final_dir: str
 
 
 @contextlib.contextmanager
-def _single_process_ok():
+def _single_process_ok() -> Iterator[None]:
     # DCP warns on every call without a process group that it "assumes" one process; in a
     # single-process run (no_dist=True, given explicitly) that is what is meant.
     with warnings.catch_warnings():
@@ -155,12 +155,15 @@ def save_sharded_states(
     # async_save first stages a CPU copy (the only part the training loop waits for), then
     # writes from a background thread.
     with _single_process_ok():
-        return dcp.async_save(
+        future = dcp.async_save(
             state,
             checkpoint_id=directory,
             process_group=None if no_dist else group,
             no_dist=no_dist,
         )
+    # An AsyncSaveResponse comes back only when given an asynchronous stager.
+    assert isinstance(future, Future), type(future)
+    return future
 
 
 def load_sharded_states(
@@ -261,7 +264,8 @@ def set_full_model_weights(model: nn.Module, weights: Dict[str, torch.Tensor]) -
         the missing and unexpected keys (``strict=False``).
     """
     options = StateDictOptions(full_state_dict=True, strict=False)
-    return set_model_state_dict(model, weights, options=options)
+    # A cast for dict's invariance: set_model_state_dict's values are a union that has Tensor.
+    return set_model_state_dict(model, cast(Dict[str, Any], weights), options=options)
 
 
 def has_sharded_params(model: nn.Module) -> bool:
