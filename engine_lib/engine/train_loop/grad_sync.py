@@ -3,7 +3,7 @@
 import contextlib
 import logging
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -29,11 +29,12 @@ def skip_grad_sync(model: nn.Module) -> Iterator[None]:
         with model.no_sync():
             yield
     elif _is_fsdp(model):
-        model.set_requires_gradient_sync(False)
+        fsdp_model: Any = model  # an FSDPModule, a class not imported here (see _is_fsdp)
+        fsdp_model.set_requires_gradient_sync(False)
         try:
             yield
         finally:
-            model.set_requires_gradient_sync(True)
+            fsdp_model.set_requires_gradient_sync(True)
     else:
         yield
 
