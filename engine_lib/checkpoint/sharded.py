@@ -95,7 +95,7 @@ def is_sharded_checkpoint(path: str) -> bool:
 class PendingSave:
     """An asynchronous save in flight: its DCP future and where it goes when complete."""
 
-    future: Future
+    future: Optional[Future]  # None for a synchronous save, finished as soon as started
     incomplete_dir: str
     final_dir: str
 
@@ -162,12 +162,15 @@ def save_sharded_states(
     # async_save first stages a CPU copy (the only part the training loop waits for), then
     # writes from a background thread.
     with _single_process_ok():
-        return dcp.async_save(
+        future = dcp.async_save(
             state,
             checkpoint_id=directory,
             process_group=None if no_dist else group,
             no_dist=no_dist,
         )
+    # An AsyncSaveResponse comes back only when given an asynchronous stager.
+    assert isinstance(future, Future), type(future)
+    return future
 
 
 def load_sharded_states(

@@ -147,11 +147,15 @@ class FullStateModel(nn.Module):
         super().__init__()
         self.module = module
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+    # The overrides take what Module's methods take, but always save and load the full state
+    # (no ``destination`` to fill, no ``assign``): their signatures differ on purpose.
+    def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:  # type: ignore[override]
         """The full state dict (see :func:`full_model_state_dict`)."""
         return full_model_state_dict(self.module)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, **_: Any) -> Any:
+    def load_state_dict(  # type: ignore[override]
+        self, state_dict: Mapping[str, Any], strict: bool = True, **_: Any
+    ) -> Any:
         """Load a full state dict (see :func:`load_full_model_state_dict`)."""
         return load_full_model_state_dict(self.module, state_dict, strict=strict)
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator, List, Optional, Sequence, Set
+from typing import Iterator, List, Optional, Sequence, Set, Tuple
 
 from engine_lib.config import CfgNode
 from engine_lib.utils import comm
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 # The loggers default_setup configures (plus a project's own, see its extra_loggers); their
 # records are held back while writes are deferred.
 _ENGINE_LOGGERS = ("fvcore", "engine_lib")
-_LOGGER_NAMES = _ENGINE_LOGGERS
+_LOGGER_NAMES: Tuple[str, ...] = _ENGINE_LOGGERS
 # The OUTPUT_DIRs this process may write (set up without deferral, or committed).
 _OPEN_OUTPUT_DIRS: Set[str] = set()
 

@@ -13,7 +13,7 @@ and state-dict keys see the same names as in a single process.
 """
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -349,7 +349,7 @@ def rank_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> Dict
     return sizes
 
 
-def _check_choice(choices: Sequence[str]):
+def _check_choice(choices: Sequence[str]) -> Callable[[Any, Any, str, str], Any]:
     def check(value: Any, default: Any, key: str, source: str) -> Any:
         value = coerce_like_default(value, default, key, source)
         if value not in choices:

@@ -11,7 +11,7 @@ of cuDNN, cuBLAS and torch.
 import logging
 import os
 import random
-from typing import Any, Dict, MutableMapping
+from typing import Any, Dict, MutableMapping, Tuple, cast
 
 import numpy as np
 import torch
@@ -66,7 +66,9 @@ def capture_rng_state() -> Dict[str, Any]:
         as a tensor); give it to :func:`restore_rng_state`.
     """
     version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    # legacy=True (the default) gives the tuple form, not the dict its type also allows.
+    numpy_state = cast(Tuple[str, np.ndarray, int, int, float], np.random.get_state())  # noqa: NPY002
+    kind, keys, pos, has_gauss, cached = numpy_state
     state: Dict[str, Any] = {
         "python": [version, list(mt_state), gauss],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],

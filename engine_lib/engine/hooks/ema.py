@@ -24,7 +24,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _named_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
     # Looked up at every use: buffers may be replaced by new tensors (PreciseBN does so).
-    tensors = dict(model.named_parameters())
+    tensors: Dict[str, torch.Tensor] = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     return tensors
 
@@ -98,6 +98,7 @@ class EMA(HookBase):
     def after_step(self) -> None:
         # A forward without backward since the last step (an evaluation) may have left FSDP
         # parameters gathered: average the shards.
+        assert self._average is not None, "before_train starts the average"
         live = _named_tensors(reshard(self._model))
         # Sharded (DTensor) parameters and plain buffers in one foreach call: on the local
         # shards, which alias the DTensors' storage.
@@ -164,6 +165,7 @@ class EMA(HookBase):
             self._average = None
             return
         self._start_average()
+        assert self._average is not None
         unknown = sorted(set(weights) - set(self._average))
         missing = sorted(set(self._average) - set(weights))
         if unknown:

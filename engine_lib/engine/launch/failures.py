@@ -11,7 +11,7 @@ torch's error files hold only the traceback text.
 import logging
 import os
 import pickle
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch.multiprocessing as mp
 
@@ -95,7 +95,10 @@ def _tracebacks(error_files: List[str]) -> List[Tuple[float, int, str]]:
 
 
 def describe_failure(
-    context: Any, error: Exception, rank_of: Callable[[int], int], stopped: Sequence[int] = ()
+    context: Any,
+    error: Union[mp.ProcessRaisedException, mp.ProcessExitedException],
+    rank_of: Callable[[int], int],
+    stopped: Sequence[int] = (),
 ) -> WorkerFailedError:
     """Describe the worker that failed first, from the traceback files the workers wrote.
 
@@ -161,7 +164,7 @@ def _is_stopped(pid: int) -> bool:
 
 
 def _stopped_failure(
-    context: Any, stopped: List[int], raised: List[Tuple[float, int, str]], rank_of: Callable
+    context: Any, stopped: Sequence[int], raised: List[Tuple[float, int, str]], rank_of: Callable
 ) -> WorkerStoppedError:
     index = stopped[0]
     pid = context.processes[index].pid

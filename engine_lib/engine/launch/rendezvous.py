@@ -122,7 +122,10 @@ def init_process_group(job: Job, rank: int) -> None:
     parsed = urlparse(job.init_method)
     try:
         if parsed.scheme == "tcp":
-            store = _tcp_store(job, rank, parsed.hostname, parsed.port)
+            if parsed.hostname is None or parsed.port is None:
+                # launch()'s dist_url is not checked as --dist-url is: say what is missing.
+                raise ValueError(f"{job.init_method!r} is not tcp://HOST:PORT")
+            store: dist.Store = _tcp_store(job, rank, parsed.hostname, parsed.port)
             dist.init_process_group(
                 job.backend, store=store, rank=rank, world_size=job.world_size, timeout=job.timeout
             )

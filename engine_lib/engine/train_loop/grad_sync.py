@@ -2,7 +2,7 @@
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import Any, Iterator
 
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -30,10 +30,11 @@ def skip_grad_sync(model: nn.Module) -> Iterator[None]:
         with model.no_sync():
             yield
     elif is_fsdp_module(model):
-        model.set_requires_gradient_sync(False)
+        fsdp_model: Any = model  # an FSDPModule, a class not imported here (see dist_types)
+        fsdp_model.set_requires_gradient_sync(False)
         try:
             yield
         finally:
-            model.set_requires_gradient_sync(True)
+            fsdp_model.set_requires_gradient_sync(True)
     else:
         yield

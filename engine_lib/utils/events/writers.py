@@ -211,7 +211,8 @@ class TensorboardXWriter(EventWriter):
 
         values = [Summary.Value(tag=name, simple_value=value) for name, value in scalars.items()]
         # The SummaryWriter's own file writer (the one add_scalar uses), so that scalars,
-        # images and histograms share one event file.
+        # images and histograms share one event file. write() opened it before calling here.
+        assert self._writer is not None
         self._writer._get_file_writer().add_summary(Summary(value=values), itr)
 
     def close(self) -> None:
