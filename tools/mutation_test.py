@@ -245,7 +245,7 @@ MUTATIONS: List[Mutation] = [
         "engine_lib/engine/train_loop/simple_trainer.py",
         "            losses = losses + loss_dict[name]",
         "            losses = losses",
-        [_LOOP],
+        [f"{_LOOP}::test_the_step_back_propagates_the_sum_of_all_losses"],
         "only the first of several losses is back-propagated",
     ),
     _m(

@@ -10,6 +10,7 @@ from PIL import Image
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import get_cfg
+from engine_lib.data.build import get_training_sampler
 from engine_lib.data.datasets import load_digits_dicts
 from engine_lib.engine import (
     DefaultPredictor,
@@ -109,6 +110,7 @@ def test_train_then_resume_from_state(tmp_path):
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 6
     assert resumed.samples_consumed == 6 * 16
+    assert get_training_sampler(resumed.data_loader).position == 6 * 16
     ema = next(h for h in resumed.hooks if isinstance(h, hooks.EMA))
     assert ema.num_updates == 6
 

@@ -582,3 +582,15 @@ def test_infinite_loss_raises_like_nan():
     with pytest.raises(FloatingPointError, match=r"infinite or NaN at iteration=4!") as e:
         trainer.train(0, 20)
     assert "'loss': inf" in str(e.value)
+
+
+def test_the_step_back_propagates_the_sum_of_all_losses():
+    model = ToyRegressor(two_losses=True)
+    reference = ToyRegressor(two_losses=True)  # the same seeded initial weights
+    batch = next(batches(8))
+    trainer = SimpleTrainer(model, iter([batch]), torch.optim.SGD(model.parameters(), lr=0.1))
+    trainer.train(0, 1)
+    losses = reference(batch)
+    (losses["loss"] + losses["loss_l1"]).backward()
+    for p, r in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.detach(), r.detach() - 0.1 * r.grad)

@@ -95,7 +95,9 @@ def test_distillation_lowers_the_students_loss_against_the_teacher(tmp_path):
     )
     args = default_argument_parser().parse_args(["--eval-only"])
     results = train_or_evaluate(eval_cfg, args)
-    assert 0.0 <= results["classification"]["top1"] <= 100.0
+    # The student learned: 53.6% measured here (10 classes: chance is 10%). The figure depends
+    # on the CPU thread count (docs/reliability.md), hence the margin.
+    assert results["classification"]["top1"] > 30.0
 
 
 def test_the_distillation_trainer_registers_the_ema_teacher_before_the_checkpointer(tmp_path):
