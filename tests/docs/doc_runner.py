@@ -15,6 +15,7 @@ Protocol: one JSON job per line on stdin, one JSON result per line on stdout::
 """
 
 import json
+import multiprocessing.process
 import os
 import runpy
 import sys
@@ -55,6 +56,10 @@ def _child(job: dict) -> int:
     os.dup2(fd, 2)
     sys.stdin = open(os.devnull)
     os.chdir(job["cwd"])
+    # A spawned worker finds a relative main script from the directory its parent started in
+    # (read once, when multiprocessing was imported): make that this job's directory, as for
+    # a `python SCRIPT` started there.
+    multiprocessing.process.ORIGINAL_DIR = os.getcwd()
     os.environ.update(job.get("env", {}))
     try:
         if job["kind"] == "script":
