@@ -59,9 +59,10 @@ class LRScheduler(HookBase):
         # Looked up once per train(), not at every step (where they were a visible cost).
         self._group = groups[self._group_index]
         self._step = self.scheduler.step
+        self._put_scalar = self.trainer.storage.put_scalar
 
     def after_step(self) -> None:
-        self.trainer.storage.put_scalar("lr", self._group["lr"], smoothing_hint=False)
+        self._put_scalar("lr", self._group["lr"], smoothing_hint=False)
         self._step()
 
     def state_dict(self) -> Dict[str, Any]:
