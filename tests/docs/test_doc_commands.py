@@ -25,6 +25,7 @@ nor written by an earlier command fails the test unless the page marks it (see
 
 import json
 import os
+import resource
 import select
 import shlex
 import shutil
@@ -69,7 +70,13 @@ _FLAG_SHORTENERS: Dict[str, Dict[str, str]] = {"benchmark.py": {"--iters": "2", 
 
 
 def doc_pages() -> List[Path]:
-    """The pages whose commands are checked, in the order they run."""
+    """The pages whose commands are checked, in the order they run.
+
+    ``DOC_TEST_PAGES=README.md,docs/data.md`` checks only those (while editing a page).
+    """
+    only = os.environ.get("DOC_TEST_PAGES", "")
+    if only:
+        return [REPO / p.strip() for p in only.split(",") if p.strip()]
     docs = sorted((REPO / "docs").glob("*.md"))
     projects = sorted((REPO / "projects").glob("*/README.md"))
     return [REPO / "README.md", *docs, *projects]
@@ -190,7 +197,7 @@ class _DocRun:
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.logs.mkdir()
-        self.runner = _Runner(tmp)
+        self.runner: Optional[_Runner] = None  # started by the first job
         self.work = tmp
         self.failures: List[str] = []
         self.timings: List[Tuple[float, str]] = []
@@ -199,12 +206,26 @@ class _DocRun:
         self.cache: Dict[Tuple[str, ...], Tuple[str, Path, List[str]]] = {}
         self._jobs = 0
 
-    def new_page(self, page: Path) -> None:
-        """Start a page in a fresh working directory: each page stands on its own."""
-        self.work = self.tmp / "work" / page.relative_to(REPO).as_posix().replace("/", "__")
+    def page(self, page: Path, root: Path = REPO) -> None:
+        """Check one page, in a fresh working directory: each page stands on its own."""
+        try:
+            blocks = parse_page(page, root)
+        except DocTestError as e:
+            self.failures.append(str(e))
+            return
+        self.work = self.tmp / "work" / page.relative_to(root).as_posix().replace("/", "__")
         self.work.mkdir(parents=True)
         for name in _LINKED:
             (self.work / name).symlink_to(REPO / name)
+        for block in blocks:
+            try:
+                check_labelled(block)
+            except DocTestError as e:
+                self.failures.append(str(e))
+            if block.lang in SHELL_LANGUAGES:
+                self.shell_block(block)
+            elif block.lang == "python":
+                self.python_block(block)
 
     def _files(self) -> Dict[str, Tuple[int, int]]:
         """The working directory's own files (not the linked ones), with mtime and size."""
@@ -221,6 +242,8 @@ class _DocRun:
         self._jobs += 1
         log = self.logs / f"{self._jobs:03d}.log"
         job = dict(job, cwd=str(self.work), log=str(log))
+        if self.runner is None:
+            self.runner = _Runner(self.tmp)
         rc, seconds = self.runner.run(job)
         self.timings.append((seconds, f"{where} {text}"))
         return rc, log.read_text(errors="replace") if log.exists() else ""
@@ -273,13 +296,14 @@ class _DocRun:
     def _check_markers_used(self, block: Block, commands: List[Command]) -> None:
         """A marker naming a token that the block does not hold is stale: say so."""
         text = " ".join(w for c in commands for w in c.argv)
-        tokens = block.placeholders() + [t for t, _ in block.not_run_for()]
-        for token in tokens:
-            if token not in text:
-                self.failures.append(
-                    f"{block.where(-1)}: the doc-test marker names {token!r}, which no "
-                    "command of the block below holds: remove it from the marker"
-                )
+        for marker in block.markers:
+            tokens = {"placeholders": marker.args, "not-run-for": marker.args[:1]}
+            for token in tokens.get(marker.verb, []):
+                if token not in text:
+                    self.failures.append(
+                        f"{block.path}:{marker.line}: the doc-test marker names {token!r}, "
+                        "which no command of the block below holds: remove it from the marker"
+                    )
 
     def _skip_reason(self, block: Block, command: Command) -> Optional[str]:
         not_run = block.marker("not-run")
@@ -437,6 +461,33 @@ def test_an_unlabelled_block_of_commands_is_refused(tmp_path):
         check_labelled(block)
 
 
+def test_an_unmarked_missing_config_and_a_stale_marker_fail(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text(
+        "```bash\n"
+        "python tools/train_net.py --config-file configs/Digits/X.yaml\n"
+        "```\n"
+        "<!-- doc-test: placeholders my.yaml -->\n"
+        "```bash\n"
+        "python tools/train_net.py --config-file my.yaml\n"
+        "```\n"
+        "<!-- doc-test: placeholders my_set -->\n"
+        "```bash\n"
+        "torchrun tools/train_net.py --config-file configs/Digits/cnn.yaml\n"
+        "```\n"
+    )
+    run = _DocRun(tmp_path)
+    run.page(page, tmp_path)
+    assert run.runner is None  # nothing here was runnable
+    missing, stale, not_python = run.failures
+    assert missing.startswith("p.md:2: names 'configs/Digits/X.yaml', which is neither a shipped")
+    assert stale.startswith("p.md:8: the doc-test marker names 'my_set'")
+    assert not_python.startswith("p.md:10: names a config but is not `python SCRIPT ...`")
+    assert run.skipped == [
+        "p.md:6 (placeholder my.yaml): python tools/train_net.py --config-file my.yaml"
+    ]
+
+
 def test_shortening_keeps_the_command_and_its_syntax():
     train = "tools/train_net.py"
     assert adapt_args(train, ["--config-file", "c.yaml", "SOLVER.MAX_ITER", "800"], False) == [
@@ -463,29 +514,22 @@ def test_shortening_keeps_the_command_and_its_syntax():
 
 def test_doc_commands_and_runnable_snippets_run(tmp_path):
     start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = before.ru_utime + before.ru_stime
     run = _DocRun(tmp_path)
     try:
         for page in doc_pages():
-            try:
-                blocks = parse_page(page, REPO)
-            except DocTestError as e:
-                run.failures.append(str(e))
-                continue
-            run.new_page(page)
-            for block in blocks:
-                try:
-                    check_labelled(block)
-                except DocTestError as e:
-                    run.failures.append(str(e))
-                if block.lang in SHELL_LANGUAGES:
-                    run.shell_block(block)
-                elif block.lang == "python":
-                    run.python_block(block)
+            run.page(page)
     finally:
-        run.runner.close()
+        if run.runner is not None:
+            run.runner.close()
     total = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     slowest = sorted(run.timings, reverse=True)[:8]
-    print(f"\n{len(run.timings)} doc commands/snippets in {total:.1f} s; slowest:")
+    cpu = children.ru_utime + children.ru_stime - cpu_before
+    print(
+        f"\n{len(run.timings)} doc commands/snippets in {total:.1f} s ({cpu:.0f} s CPU); slowest:"
+    )
     for seconds, what in slowest:
         print(f"  {seconds:6.1f} s  {what}")
     print(f"{len(run.skipped)} not run:\n  " + "\n  ".join(run.skipped))
