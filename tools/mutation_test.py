@@ -177,7 +177,10 @@ MUTATIONS: List[Mutation] = [
         "engine_lib/engine/hooks/ema.py",
         '        self.num_updates = int(state["num_updates"])',
         "        self.num_updates = 0",
-        ["tests/engine/test_hooks_stateful.py -k ema", _RESUME],
+        [
+            "tests/engine/test_hooks_stateful.py -k ema",
+            "tests/engine/test_default_trainer.py::test_train_then_resume_from_state",
+        ],
         "the EMA hook forgets its update count on resume",
     ),
     # --- EMA ---------------------------------------------------------------------------
@@ -261,6 +264,14 @@ MUTATIONS: List[Mutation] = [
         "engine_lib/utils/comm.py",
         "        if average:\n            values /= world_size",
         "        if average:\n            pass",
+        ["tests/utils/test_comm_distributed.py -k reduce_dict"],
+        "comm.reduce_dict sums over ranks instead of averaging",
+    ),
+    _m(
+        "gathered_losses_sum_over_ranks",
+        "engine_lib/engine/train_loop/device_metrics.py",
+        "    return stacked[:, :n].mean(dim=0), stacked[:, n:].amax(dim=0)",
+        "    return stacked[:, :n].sum(dim=0), stacked[:, n:].amax(dim=0)",
         [f"{_LOOP}::test_distributed_gather_averages_and_raises_on_every_rank"],
         "the logged losses are summed over ranks, not averaged",
     ),
