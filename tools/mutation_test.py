@@ -293,11 +293,19 @@ MUTATIONS: List[Mutation] = [
     ),
     _m(
         "grad_clip_from_config_ignored",
+        "engine_lib/engine/train_loop/grad_clip.py",
+        "            nn.utils.clip_grad_norm_(parameters, self.clip_value, self.norm_type)",
+        "            pass",
+        ["tests/engine/test_default_trainer_config_paths.py -k clip"],
+        "SOLVER.CLIP_GRADIENTS with CLIP_TYPE norm clips nothing",
+    ),
+    _m(
+        "d2_gradient_clipping_ignored",
         "engine_lib/solver/gradient_clipping.py",
         "                    torch.nn.utils.clip_grad_norm_(param, value, norm_type)",
         "                    pass",
-        ["tests/engine/test_default_trainer_config_paths.py -k clip"],
-        "SOLVER.CLIP_GRADIENTS with CLIP_TYPE norm clips nothing",
+        ["tests/solver/test_detectron2_api.py -k gradient_clipping"],
+        "detectron2's maybe_add_gradient_clipping clips nothing",
     ),
     # --- LR schedule, metric gathering -------------------------------------------------
     _m(
@@ -313,8 +321,16 @@ MUTATIONS: List[Mutation] = [
         "engine_lib/solver/lr_scheduler.py",
         '    if method == "constant":\n        return warmup_factor',
         '    if method == "constant":\n        return 1.0',
-        ["tests/solver/test_lr_scheduler.py", "tests/solver/test_detectron2_api.py"],
-        "the constant warmup does not lower the LR",
+        ["tests/solver/test_detectron2_api.py"],
+        "the constant warmup of the detectron2 schedulers does not lower the LR",
+    ),
+    _m(
+        "warmup_constant_start",
+        "engine_lib/solver/lr_scheduler.py",
+        "            warmup = ConstantParamScheduler(start_value)",
+        "            warmup = ConstantParamScheduler(end_value)",
+        ["tests/solver/test_lr_scheduler.py"],
+        "SOLVER.WARMUP_METHOD constant does not lower the LR",
     ),
     _m(
         "gather_period",
