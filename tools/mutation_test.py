@@ -447,13 +447,15 @@ def run_mutation(root: str, mutation: Mutation, timeout: float) -> Tuple[str, fl
     return f"error: pytest {outcome}", seconds
 
 
-def _select(names: Optional[Sequence[str]]) -> List[Mutation]:
+def _select(names: Optional[Sequence[str]]) -> Optional[List[Mutation]]:
+    """The mutations named by ``--only`` (all without it); None if a name is unknown."""
     if not names:
         return list(MUTATIONS)
     known = {m.name: m for m in MUTATIONS}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"Unknown mutation(s) {unknown}; see --list.")
+        print(f"ERROR unknown mutation(s) {unknown}; see --list.", file=sys.stderr)
+        return None
     return [known[n] for n in names]
 
 
@@ -488,6 +490,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     mutations = _select(args.only)
+    if mutations is None:
+        return 2
 
     if args.list:
         for m in mutations:
