@@ -97,6 +97,14 @@ def test_warmup_multistep_lr_values():
     assert lrs[20:] == pytest.approx([0.005] * 5)
 
 
+def test_constant_warmup_holds_the_factor_until_the_warmup_ends():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=5.0)
+    sched = WarmupMultiStepLR(
+        opt, [10], warmup_factor=0.1, warmup_iters=3, warmup_method="constant"
+    )
+    assert _lrs(sched, opt, 5) == pytest.approx([0.5, 0.5, 0.5, 5.0, 5.0])
+
+
 def test_warmup_cosine_lr_values():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=5.0)
     sched = WarmupCosineLR(opt, max_iters=100, warmup_factor=0.001, warmup_iters=5)

@@ -54,3 +54,8 @@ def test_run_mutation_reports_caught_and_survived_and_restores_the_file(tmp_path
     assert run("return 41") == "caught"
     assert run("return 40 + 2") == "survived"  # the same behaviour: no test can fail
     assert (tmp_path / "mod.py").read_text() == source
+
+
+def test_an_unknown_name_is_an_error(capsys):
+    assert mutation_test.main(["--check", "--only", "no_such_mutation"]) == 2
+    assert "no_such_mutation" in capsys.readouterr().err
