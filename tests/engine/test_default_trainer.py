@@ -61,6 +61,10 @@ def test_default_setup_dumps_config_and_seeds(tmp_path):
     dumped = get_cfg()
     dumped.merge_from_file(str(tmp_path / "config.yaml"))
     assert dumped.SEED == 5 and dumped.OUTPUT_DIR == str(tmp_path)
+    # The thread count (CPU results depend on it) heads config.yaml and is in the log.
+    threads = f"torch CPU threads: {torch.get_num_threads()} (OMP_NUM_THREADS="
+    assert (tmp_path / "config.yaml").read_text().startswith(f"# {threads}")
+    assert threads in (tmp_path / "log.txt").read_text()
     first = torch.rand(3)
     torch.manual_seed(5)
     assert torch.equal(first, torch.rand(3))
