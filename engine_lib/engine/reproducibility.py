@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from engine_lib.config import CfgNode
-from engine_lib.config.resolve import draw_seed
+from engine_lib.config.resolve import job_seed
 
 __all__ = [
     "CUBLAS_WORKSPACE_CONFIG",
@@ -42,7 +42,8 @@ def resolve_seed(cfg: CfgNode) -> CfgNode:
 
     Rank 0 draws the seed from the operating system and the other ranks receive it (a
     collective when distributed: every rank must call this). The seed is logged with how to
-    repeat the run.
+    repeat the run, and is the job's seed from then on (:func:`~engine_lib.config.resolve.
+    job_seed`): a trainer built afterwards from the unresolved config uses it too.
 
     Args:
         cfg (CfgNode): the config, frozen or not.
@@ -54,7 +55,8 @@ def resolve_seed(cfg: CfgNode) -> CfgNode:
     if cfg.SEED >= 0:
         return cfg
     with cfg.edited_copy() as resolved:
-        resolved.SEED = draw_seed()
+        # A new job's seed, which the trainer's resolve_config then reuses (job_seed).
+        resolved.SEED = job_seed(cfg, new_job=True)
     return resolved
 
 
