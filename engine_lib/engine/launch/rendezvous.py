@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from datetime import timedelta
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 from urllib.parse import urlparse
 
 import torch.distributed as dist
@@ -146,12 +146,10 @@ def init_process_group(job: Job, rank: int) -> None:
             and what to check.
     """
     parsed = urlparse(job.init_method)
+    address = _tcp_address(job.init_method) if parsed.scheme == "tcp" else None
     try:
-        if parsed.scheme == "tcp":
-            if parsed.hostname is None or parsed.port is None:
-                # launch()'s dist_url is not checked as --dist-url is: say what is missing.
-                raise ValueError(f"{job.init_method!r} is not tcp://HOST:PORT")
-            store: dist.Store = _tcp_store(job, rank, parsed.hostname, parsed.port)
+        if address is not None:
+            store: dist.Store = _tcp_store(job, rank, *address)
             dist.init_process_group(
                 job.backend, store=store, rank=rank, world_size=job.world_size, timeout=job.timeout
             )
@@ -182,6 +180,19 @@ def init_process_group(job: Job, rank: int) -> None:
             )
     except (RuntimeError, ValueError, OSError) as e:
         raise DistributedInitError(_init_error_message(e, job, rank)) from e
+
+
+def _tcp_address(url: str) -> Tuple[str, int]:
+    # launch()'s dist_url is not checked as the command line's --dist-url is; without this,
+    # a missing port reached TCPStore as None (a TypeError naming neither URL nor fix).
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if not parsed.hostname or port is None:
+        raise DistributedInitError(f"dist_url {url!r} is not valid: expected tcp://HOST:PORT")
+    return parsed.hostname, port
 
 
 def _tcp_store(job: Job, rank: int, host: str, port: int) -> dist.TCPStore:
