@@ -33,6 +33,12 @@ class _HistoryBuffer(HistoryBuffer):
     the same values.
     """
 
+    # fvcore's attributes, typed for the methods below.
+    _data: List[Tuple[float, int]]
+    _max_length: int
+    _count: int
+    _global_avg: float
+
     def median(self, window_size: int) -> float:
         return statistics.median([x[0] for x in self._data[-window_size:]])
 
