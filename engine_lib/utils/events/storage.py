@@ -44,7 +44,9 @@ class _HistoryBuffer(HistoryBuffer):
     the same values.
     """
 
-    # fvcore's attributes (fvcore ships no types), declared for the running mean in extend().
+    # fvcore's attributes, typed for the methods below.
+    _data: List[Tuple[float, int]]
+    _max_length: int
     _count: int
     _global_avg: float
 
