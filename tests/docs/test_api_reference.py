@@ -221,9 +221,11 @@ def test_every_api_page_and_guide_is_in_a_toctree():
     pages = sorted(path.stem for path in API.glob("*.rst") if path.stem != "index")
     assert guides and pages
     listed = set(re.findall(r"^   (\S+)$", index, re.M))
-    assert not [g for g in guides if g not in listed], "docs/*.md missing from docs/index.rst"
+    missing = [g for g in guides if g not in listed]
+    assert not missing, f"guides missing from the toctree of docs/index.rst: {missing}"
     listed_api = set(re.findall(r"^   (\S+)$", api_index, re.M))
-    assert not [p for p in pages if p not in listed_api], "pages missing from docs/api/index.rst"
+    missing = [p for p in pages if p not in listed_api]
+    assert not missing, f"pages missing from the toctree of docs/api/index.rst: {missing}"
 
 
 def _load_conf() -> types.ModuleType:
