@@ -40,11 +40,24 @@ setup(
         # matplotlib: tests/tools/test_plot_metrics.py runs tools/plot_metrics.py in CI.
         # mlflow-skinny and wandb install in seconds (measured: ~10 s and ~5 s from wheels),
         # so CI runs the tracker tests too (tests/engine/test_trackers.py).
-        "dev": ["pytest>=7", "ruff>=0.4", "matplotlib>=3.5", "mlflow-skinny>=2.10", "wandb>=0.17"],
+        # pytest-cov: .ci/run measures line coverage and holds its floor (see pyproject.toml).
+        # mypy: .ci/run type-checks engine_lib (config in pyproject.toml); pinned to a minor
+        # version because each release adds checks that can fail a clean tree.
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.4",
+            "matplotlib>=3.5",
+            "mlflow-skinny>=2.10",
+            "wandb>=0.17",
+            "pytest-cov>=5",
+            "mypy>=2.4.1,<2.5",
+        ],
         "plot": ["matplotlib>=3.5"],
         # MLflow's client (its local file store needs no server); the full "mlflow" package
         # works too, and adds the sqlite store and the UI.
         "mlflow": ["mlflow-skinny>=2.10"],
         "wandb": ["wandb>=0.17"],
+        # The API reference and the guides as a website: docs/conf.py, built by .ci/run.
+        "docs": ["sphinx>=7", "myst-parser>=2"],
     },
 )

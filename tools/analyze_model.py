@@ -15,15 +15,11 @@ import argparse
 import logging
 import warnings
 from collections import Counter
+from types import ModuleType
 from typing import Any, List, Tuple
 
 import torch
 from torch import nn
-
-with warnings.catch_warnings():
-    # Importing fvcore.nn runs torch.jit.script on an unrelated loss, which torch deprecates.
-    warnings.simplefilter("ignore", FutureWarning)
-    from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count_table
 
 from engine_lib.config import (
     CfgNode,
@@ -39,6 +35,16 @@ __all__ = ["BatchedInputs", "analyze_flops", "analyze_parameters", "get_parser",
 logger = logging.getLogger("engine_lib.tools.analyze_model")
 
 TASKS = ("parameter", "flop")
+
+
+def _fvcore_nn() -> ModuleType:
+    # Imported when an analysis runs, not for --help (~0.1 s).
+    with warnings.catch_warnings():
+        # Importing fvcore.nn runs torch.jit.script on an unrelated loss, which torch deprecates.
+        warnings.simplefilter("ignore", FutureWarning)
+        import fvcore.nn
+
+    return fvcore.nn
 
 
 class BatchedInputs(nn.Module):
@@ -97,7 +103,7 @@ def analyze_parameters(model: nn.Module, max_depth: int) -> str:
     """
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    table = parameter_count_table(model, max_depth=max_depth)
+    table = _fvcore_nn().parameter_count_table(model, max_depth=max_depth)
     return f"{table}\nTotal parameters: {total:,} (trainable: {trainable:,})"
 
 
@@ -113,13 +119,14 @@ def analyze_flops(model: nn.Module, images: torch.Tensor, max_depth: int) -> Tup
         tuple[str, float]: the report, and the FLOPs per image.
     """
     model.eval()
-    analysis = FlopCountAnalysis(BatchedInputs(model), (images,))
+    fvcore_nn = _fvcore_nn()
+    analysis = fvcore_nn.FlopCountAnalysis(BatchedInputs(model), (images,))
     # Ops fvcore has no formula for (e.g. elementwise normalisation) are summarised below
     # instead of logged one warning each.
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     with torch.no_grad():
         total = analysis.total() / len(images)
-    table = flop_count_table(analysis, max_depth=max_depth, show_param_shapes=False)
+    table = fvcore_nn.flop_count_table(analysis, max_depth=max_depth, show_param_shapes=False)
     lines = [
         f"FLOPs of a batch of {len(images)} image(s) of size {tuple(images.shape[1:])}:",
         table,

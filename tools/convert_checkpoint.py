@@ -23,7 +23,6 @@ import sys
 from typing import Optional, Sequence
 
 import torch
-import torch.distributed.checkpoint as dcp
 
 from engine_lib.checkpoint import read_checkpoint
 from engine_lib.checkpoint.sharded import is_sharded_checkpoint, read_sharded_weights
@@ -61,6 +60,9 @@ def weights_file_to_dcp(path: str, directory: str) -> None:
         raise UserError(f"{directory} exists; give a new directory for the DCP checkpoint.")
     weights = read_checkpoint(path)["model"]
     weights = {k: torch.as_tensor(v) for k, v in weights.items()}
+    # Here, not at the top: it takes ~0.7 s to import, which --help need not wait for.
+    import torch.distributed.checkpoint as dcp
+
     dcp.save({"model": weights}, checkpoint_id=directory, no_dist=True)
 
 

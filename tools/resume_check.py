@@ -6,8 +6,9 @@ several moments (SIGKILL by default: nothing runs after it, not even a checkpoin
 progress) and resuming each time with ``--resume``. The two final checkpoints
 (``model_final.pth``, or the sharded ``model_final/`` directory: weights, optimizer,
 schedule, trainer and hook states) must be bit-identical, and ``metrics.json`` must hold
-every iteration at most once. Prints a verdict and exits with 0 (exact) or 1 (not exact, or
-a run failed).
+every line of the uninterrupted run with the same metrics, each iteration once (a preempted
+run's extra line at the iteration it stopped at is allowed); see ``resume_judge.py``. Prints
+a verdict and exits with 0 (exact) or 1 (not exact, or a run failed).
 
 Kill moments are chosen at random (``--seed``) among: right after a ``Saving checkpoint``
 log line (the write is then in progress), and at a random time within the run. The whole
@@ -22,7 +23,6 @@ Examples:
 
 import argparse
 import dataclasses
-import json
 import os
 import random
 import re
@@ -38,6 +38,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from engine_lib.engine import PREEMPTED_EXIT_CODE
+
+# The judging lives next to this script (a script's own directory is on the path only when
+# it runs as one, not when a test loads it by file name).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resume_judge import compare_checkpoints, metrics_problems  # noqa: E402
 
 __all__ = [
     "KillPoint",
@@ -213,88 +218,6 @@ def _final(directory: str) -> str:
     """``model_final.pth``, or ``model_final`` when the run saves sharded checkpoints."""
     sharded = os.path.join(directory, "model_final")
     return sharded if os.path.isdir(sharded) else os.path.join(directory, "model_final.pth")
-
-
-def compare_checkpoints(expected: Any, got: Any, prefix: str = "", limit: int = 20) -> List[str]:
-    """Compare two checkpoints (or parts of them) bit for bit.
-
-    Args:
-        expected, got: the loaded checkpoints (nested dicts, lists, tensors, numbers).
-        prefix (str): key path of this part, for the messages.
-        limit (int): stop after this many differences.
-
-    Returns:
-        list[str]: one line per difference, naming its key path; empty when identical.
-    """
-    diffs: List[str] = []
-
-    def walk(a: Any, b: Any, path: str) -> None:
-        if len(diffs) >= limit:
-            return
-        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-                diffs.append(f"{path}: a tensor on one side only")
-            elif a.dtype != b.dtype or a.shape != b.shape:
-                diffs.append(f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}")
-            elif not torch.equal(a, b) and not (
-                a.is_floating_point() and torch.equal(a.nan_to_num(), b.nan_to_num())
-            ):
-                delta = (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
-                diffs.append(f"{path}: values differ (max abs difference {delta:.3g})")
-        elif isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b), key=str):
-                if key not in a or key not in b:
-                    diffs.append(f"{path}/{key}: missing on one side")
-                else:
-                    walk(a[key], b[key], f"{path}/{key}")
-        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-            if len(a) != len(b):
-                diffs.append(f"{path}: length {len(a)} vs {len(b)}")
-            else:
-                for i, (x, y) in enumerate(zip(a, b)):
-                    walk(x, y, f"{path}[{i}]")
-        elif a != b and not (a != a and b != b):  # NaN == NaN here
-            diffs.append(f"{path}: {a!r} vs {b!r}")
-
-    walk(expected, got, prefix)
-    return diffs
-
-
-def metrics_problems(
-    output_dir: str, expected_dir: Optional[str] = None, stop_iterations: Sequence[int] = ()
-) -> List[str]:
-    """Check ``metrics.json``: each iteration at most once, the same iterations as expected.
-
-    Args:
-        output_dir (str): the interrupted run's directory.
-        expected_dir (str, optional): the uninterrupted run's directory.
-        stop_iterations (Sequence[int]): iterations a preempted run stopped at. A preempted
-            run writes its metrics before it exits, so a line there is no fault as long as
-            it is not repeated.
-
-    Returns:
-        list[str]: the problems found; empty if none.
-    """
-
-    def iterations(directory: str) -> List[int]:
-        with open(os.path.join(directory, "metrics.json")) as f:
-            return [json.loads(line)["iteration"] for line in f if line.strip()]
-
-    got = iterations(output_dir)
-    problems = []
-    repeated = sorted({i for i in got if got.count(i) > 1})
-    if repeated:
-        problems.append(f"metrics.json repeats iterations {repeated}")
-    if got != sorted(got):
-        problems.append("metrics.json iterations are not in increasing order")
-    if expected_dir is not None:
-        want = iterations(expected_dir)
-        if sorted(set(got) - set(stop_iterations)) != sorted(set(want) - set(stop_iterations)):
-            problems.append(
-                f"metrics.json has iterations {sorted(set(got))}, the uninterrupted run "
-                f"{sorted(set(want))}"
-            )
-    return problems
 
 
 def random_kill_points(

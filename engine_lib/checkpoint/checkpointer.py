@@ -11,7 +11,7 @@ save instead of after a crash. See :mod:`engine_lib.checkpoint.serialization`.
 
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import IO, Any, ContextManager, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
@@ -189,7 +189,7 @@ class Checkpointer(ShardedCheckpointMixin, _FvcoreCheckpointer):
         with self._open_for_write(os.path.join(self.save_dir, LAST_CHECKPOINT), "w") as f:
             f.write(last_filename_basename)
 
-    def _open_for_write(self, path: str, mode: str):
+    def _open_for_write(self, path: str, mode: str) -> ContextManager[IO[Any]]:
         if "://" in path:
             # Remote stores (an iopath handler) have no rename; write through the handler.
             return self.path_manager.open(path, mode)

@@ -94,7 +94,7 @@ def resume_order(periodic: List[str], final: str, tagged: str) -> List[str]:
     order = {path: i for i, path in enumerate(periodic)}
     if final:
         order[final] = len(periodic)
-    newest_first = sorted(order, key=order.get, reverse=True)
+    newest_first = sorted(order, key=order.__getitem__, reverse=True)
     if not tagged:
         return newest_first
     if tagged in order:

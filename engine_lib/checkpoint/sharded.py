@@ -26,20 +26,14 @@ import shutil
 import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from types import ModuleType
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_state_dict,
-    set_model_state_dict,
-    set_state_dict,
-)
 
+from .dist_types import is_dtensor
 from .serialization import CheckpointError, UnreadableCheckpointError
 
 __all__ = [
@@ -101,13 +95,25 @@ def is_sharded_checkpoint(path: str) -> bool:
 class PendingSave:
     """An asynchronous save in flight: its DCP future and where it goes when complete."""
 
-    future: Future
+    future: Optional[Future]  # None for a synchronous save, finished as soon as started
     incomplete_dir: str
     final_dir: str
 
 
+def _dcp() -> ModuleType:
+    # Imported on first use: torch.distributed.checkpoint costs ~0.7 s (it loads DTensor and
+    # sympy), which runs that never write or read a sharded checkpoint should not pay.
+    import torch.distributed.checkpoint as dcp
+
+    # The submodules read as attributes below (dcp.state_dict, dcp.metadata).
+    import torch.distributed.checkpoint.metadata
+    import torch.distributed.checkpoint.state_dict  # noqa: F401
+
+    return dcp
+
+
 @contextlib.contextmanager
-def _single_process_ok():
+def _single_process_ok() -> Iterator[None]:
     # DCP warns on every call without a process group that it "assumes" one process; in a
     # single-process run (no_dist=True, given explicitly) that is what is meant.
     with warnings.catch_warnings():
@@ -116,7 +122,7 @@ def _single_process_ok():
 
 
 def _sharded_state(model: nn.Module, optimizers: List[torch.optim.Optimizer]) -> Dict[str, Any]:
-    model_state, optim_state = get_state_dict(model, optimizers)
+    model_state, optim_state = _dcp().state_dict.get_state_dict(model, optimizers)
     state: Dict[str, Any] = {"model": model_state}
     if optimizers:
         state["optim"] = optim_state
@@ -146,6 +152,7 @@ def save_sharded_states(
     Returns:
         Future | None: the asynchronous save's future, or None.
     """
+    dcp = _dcp()
     state = _sharded_state(model, optimizers)
     no_dist = not (dist.is_available() and dist.is_initialized())
     if not asynchronous:
@@ -155,12 +162,15 @@ def save_sharded_states(
     # async_save first stages a CPU copy (the only part the training loop waits for), then
     # writes from a background thread.
     with _single_process_ok():
-        return dcp.async_save(
+        future = dcp.async_save(
             state,
             checkpoint_id=directory,
             process_group=None if no_dist else group,
             no_dist=no_dist,
         )
+    # An AsyncSaveResponse comes back only when given an asynchronous stager.
+    assert isinstance(future, Future), type(future)
+    return future
 
 
 def load_sharded_states(
@@ -176,12 +186,13 @@ def load_sharded_states(
     Raises:
         CheckpointError: the checkpoint does not fit the model or optimizers.
     """
+    dcp = _dcp()
     state = _sharded_state(model, optimizers)
     no_dist = not (dist.is_available() and dist.is_initialized())
     try:
         with _single_process_ok():
             dcp.load(state, checkpoint_id=directory, no_dist=no_dist)
-        set_state_dict(
+        dcp.state_dict.set_state_dict(
             model,
             optimizers,
             model_state_dict=state["model"],
@@ -235,11 +246,12 @@ def read_sharded_weights(directory: str) -> Dict[str, torch.Tensor]:
             "file (an incomplete save, or not a torch.distributed.checkpoint directory); "
             "weights are a .pth file or a complete sharded checkpoint directory."
         )
+    dcp = _dcp()
     reader = dcp.FileSystemReader(directory)
     entries = reader.read_metadata().state_dict_metadata
     state: Dict[str, Any] = {"model": {}}
     for key, meta in entries.items():
-        if key.startswith("model.") and isinstance(meta, TensorStorageMetadata):
+        if key.startswith("model.") and isinstance(meta, dcp.metadata.TensorStorageMetadata):
             state["model"][key[len("model.") :]] = torch.empty(
                 meta.size, dtype=meta.properties.dtype
             )
@@ -260,15 +272,14 @@ def set_full_model_weights(model: nn.Module, weights: Dict[str, torch.Tensor]) -
     Returns:
         the missing and unexpected keys (``strict=False``).
     """
-    options = StateDictOptions(full_state_dict=True, strict=False)
-    return set_model_state_dict(model, weights, options=options)
+    api = _dcp().state_dict
+    options = api.StateDictOptions(full_state_dict=True, strict=False)
+    return api.set_model_state_dict(model, weights, options=options)
 
 
 def has_sharded_params(model: nn.Module) -> bool:
     """Whether some parameter of ``model`` is a DTensor (FSDP2 / tensor parallel)."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
+    return any(is_dtensor(p) for p in model.parameters())
 
 
 def replace_dir(incomplete: str, final: str) -> None:

@@ -13,10 +13,11 @@ before the next save starts. Its collectives run on a separate gloo group.
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from engine_lib.utils import comm
 from engine_lib.utils.file_io import atomic_write
@@ -44,6 +45,25 @@ logger = logging.getLogger(__name__)
 class ShardedCheckpointMixin:
     """DCP saving and loading for a checkpointer with ``model``, ``save_dir``,
     ``checkpointables``, ``save_to_disk`` and ``tag_last_checkpoint``."""
+
+    # What the checkpointer it is mixed into provides (only declared here: a definition would
+    # shadow the checkpointer's, which comes later in the method resolution order).
+    model: nn.Module
+    save_dir: str
+    save_to_disk: bool
+    allow_pickle: bool
+    checkpointables: Dict[str, Any]
+    if TYPE_CHECKING:
+
+        def tag_last_checkpoint(self, last_filename_basename: str) -> None: ...
+
+        def _apply(
+            self,
+            checkpoint: Dict[str, Any],
+            path: str,
+            checkpointables: Optional[List[str]],
+            for_resume: bool = False,
+        ) -> Dict[str, Any]: ...
 
     def _init_sharded(self, checkpoint_format: str, async_save: bool) -> None:
         if checkpoint_format not in ("torch", "dcp"):
@@ -112,7 +132,7 @@ class ShardedCheckpointMixin:
             bool: whether a save is still in flight.
         """
         pending = self._pending
-        if pending is not None and pending.future.done():
+        if pending is not None and (pending.future is None or pending.future.done()):
             self._pending = None
             self._finish_save(pending)
         return self._pending is not None

@@ -15,19 +15,13 @@ one process.
 """
 
 import logging
+from types import ModuleType
 from typing import Any, Dict, Iterator, Mapping, Tuple
 
 import torch
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
-from torch.distributed.fsdp import FSDPModule
-from torch.distributed.tensor import DTensor
+
+from .dist_types import is_fsdp_module, local_tensor
 
 __all__ = [
     "FullStateModel",
@@ -42,12 +36,22 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+def _state_dict_api() -> ModuleType:
+    # Imported on first use: torch.distributed.checkpoint costs ~0.7 s, and only sharded
+    # models (whose packages are then loaded anyway) reach it.
+    from torch.distributed.checkpoint import state_dict
+
+    return state_dict
+
+
+def _save_options() -> Any:
+    return _state_dict_api().StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def is_sharded(model: nn.Module) -> bool:
     """Whether some part of ``model`` is sharded by FSDP2 (``fully_shard``)."""
-    return any(isinstance(m, FSDPModule) for m in model.modules())
+    return any(is_fsdp_module(m) for m in model.modules())
 
 
 def reshard(model: nn.Module) -> nn.Module:
@@ -65,7 +69,7 @@ def reshard(model: nn.Module) -> nn.Module:
         nn.Module: ``model``.
     """
     for module in model.modules():
-        if isinstance(module, FSDPModule):
+        if is_fsdp_module(module):
             module.reshard()
     return model
 
@@ -81,7 +85,7 @@ def full_model_state_dict(model: nn.Module) -> Dict[str, Any]:
     """
     if not is_sharded(model):
         return model.state_dict()
-    return get_model_state_dict(reshard(model), options=_SAVE)
+    return _state_dict_api().get_model_state_dict(reshard(model), options=_save_options())
 
 
 def load_full_model_state_dict(
@@ -99,8 +103,9 @@ def load_full_model_state_dict(
     """
     if not is_sharded(model):
         return model.load_state_dict(state, strict=strict)
-    options = StateDictOptions(full_state_dict=True, strict=strict)
-    return set_model_state_dict(reshard(model), dict(state), options=options)
+    api = _state_dict_api()
+    options = api.StateDictOptions(full_state_dict=True, strict=strict)
+    return api.set_model_state_dict(reshard(model), dict(state), options=options)
 
 
 def full_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
@@ -111,7 +116,7 @@ def full_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer
     """
     if not is_sharded(model):
         return optimizer.state_dict()
-    return get_optimizer_state_dict(model, optimizer, options=_SAVE)
+    return _state_dict_api().get_optimizer_state_dict(model, optimizer, options=_save_options())
 
 
 def load_full_optimizer_state_dict(
@@ -121,8 +126,9 @@ def load_full_optimizer_state_dict(
     if not is_sharded(model):
         optimizer.load_state_dict(state)
         return
-    set_optimizer_state_dict(
-        model, optimizer, state, options=StateDictOptions(full_state_dict=True)
+    api = _state_dict_api()
+    api.set_optimizer_state_dict(
+        model, optimizer, state, options=api.StateDictOptions(full_state_dict=True)
     )
 
 
@@ -141,11 +147,15 @@ class FullStateModel(nn.Module):
         super().__init__()
         self.module = module
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+    # The overrides take what Module's methods take, but always save and load the full state
+    # (no ``destination`` to fill, no ``assign``): their signatures differ on purpose.
+    def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:  # type: ignore[override]
         """The full state dict (see :func:`full_model_state_dict`)."""
         return full_model_state_dict(self.module)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, **_: Any) -> Any:
+    def load_state_dict(  # type: ignore[override]
+        self, state_dict: Mapping[str, Any], strict: bool = True, **_: Any
+    ) -> Any:
         """Load a full state dict (see :func:`load_full_model_state_dict`)."""
         return load_full_model_state_dict(self.module, state_dict, strict=strict)
 
@@ -159,7 +169,7 @@ class FullStateModel(nn.Module):
         prefix = "module."
         for name, param in super().named_parameters(*args, **kwargs):
             name = name[len(prefix) :] if name.startswith(prefix) else name
-            yield name, param.to_local() if isinstance(param, DTensor) else param
+            yield name, local_tensor(param)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Call the model."""

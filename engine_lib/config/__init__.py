@@ -7,7 +7,7 @@ from .config import CfgNode
 from .configurable import configurable
 from .defaults import _C
 from .extension import add_extra_config_argument, load_config_extension
-from .resolve import resolve_config
+from .resolve import job_seed, resolve_config
 from .validators import register_validator, register_value_check
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "build_config",
     "configurable",
     "get_cfg",
+    "job_seed",
     "load_config_extension",
     "register_validator",
     "register_value_check",

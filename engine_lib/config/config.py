@@ -65,9 +65,7 @@ class CfgNode(_FvcoreCfgNode):
 
     # ------------------------------------------------------------------ loading YAML
     @classmethod
-    def load_yaml_with_base(  # type: ignore[override]
-        cls, filename: str, allow_unsafe: bool = False
-    ) -> Dict[str, Any]:
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
         """Load a YAML file and the ``_BASE_`` files it includes, safely.
 
         Args:
@@ -179,7 +177,7 @@ class CfgNode(_FvcoreCfgNode):
         checked = self._check_and_coerce(nested, prefix="", sources=sources)
         self._checked_merge(type(self)(checked), sources)
 
-    def merge_from_other_cfg(self, cfg_other: CfgNode) -> None:  # type: ignore[override]
+    def merge_from_other_cfg(self, cfg_other: CfgNode) -> None:
         """Merge another config node into this one, with the same checks as files.
 
         Args:
@@ -363,8 +361,9 @@ def _describer(sources: _Sources) -> Callable[[str], str]:
 
 
 def _node_at(tree: Dict[str, Any], path: List[str]) -> Optional[Dict[str, Any]]:
+    node: Any = tree
     for part in path:
-        tree = tree.get(part)
-        if not isinstance(tree, dict):
+        node = node.get(part)
+        if not isinstance(node, dict):
             return None
-    return tree
+    return node

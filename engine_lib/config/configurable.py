@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, Type, TypeVar
 
 from yacs.config import CfgNode as _YacsCfgNode
 
@@ -38,7 +38,9 @@ def _is_cfg_call(args: tuple, kwargs: Dict[str, Any]) -> bool:
     return isinstance(kwargs.get("cfg"), _YacsCfgNode)
 
 
-def _args_from_config(from_config: Callable[..., Dict[str, Any]], *args, **kwargs) -> Dict:
+def _args_from_config(
+    from_config: Callable[..., Dict[str, Any]], *args: Any, **kwargs: Any
+) -> Dict:
     """Call ``from_config`` with the arguments it accepts; others go straight to the target.
 
     Returns the keyword arguments for the decorated function: what ``from_config`` returned,
@@ -72,7 +74,7 @@ class MissingFromConfigError(AttributeError, TypeError):
     """
 
 
-def _from_config_of(cls: type) -> Callable[..., Dict[str, Any]]:
+def _from_config_of(cls: Type[Any]) -> Callable[..., Dict[str, Any]]:
     """The ``from_config`` classmethod of a class whose ``__init__`` is @configurable."""
     try:
         builder = cls.from_config
@@ -87,7 +89,9 @@ def _from_config_of(cls: type) -> Callable[..., Dict[str, Any]]:
     return builder
 
 
-def configurable(init_func: Optional[F] = None, *, from_config: Optional[Callable] = None):
+def configurable(
+    init_func: Optional[F] = None, *, from_config: Optional[Callable] = None
+) -> Callable[..., Any]:
     """Let a class ``__init__`` or a function also be called with a config.
 
     On an ``__init__``, the class must define a ``from_config(cls, cfg, ...)`` classmethod. On
@@ -120,7 +124,7 @@ def configurable(init_func: Optional[F] = None, *, from_config: Optional[Callabl
             )
 
         @functools.wraps(init_func)
-        def wrapped_init(self, *args, **kwargs):
+        def wrapped_init(self: Any, *args: Any, **kwargs: Any) -> Any:
             # Unlike detectron2, explicit arguments need no from_config ("objects in").
             if not _is_cfg_call(args, kwargs):
                 return init_func(self, *args, **kwargs)
@@ -137,7 +141,7 @@ def configurable(init_func: Optional[F] = None, *, from_config: Optional[Callabl
 
     def decorator(func: F) -> F:
         @functools.wraps(func)
-        def wrapped(*args, **kwargs):
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
             if _is_cfg_call(args, kwargs):
                 return func(**_args_from_config(from_config, *args, **kwargs))
             return func(*args, **kwargs)

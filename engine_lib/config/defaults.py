@@ -24,8 +24,9 @@ _C.MODEL.DEVICE = "cpu"
 _C.MODEL.META_ARCHITECTURE = "ImageClassifier"
 # Path of a checkpoint to initialise the whole model from ("" = random initialisation).
 _C.MODEL.WEIGHTS = ""
-# Load MODEL.WEIGHTS and resumed checkpoints with full pickle instead of
-# torch.load(weights_only=True). Unpickling can run arbitrary code: only for trusted files.
+# Load MODEL.WEIGHTS, resumed checkpoints and the teacher's KD.MODEL_WEIGHTS with full pickle
+# instead of torch.load(weights_only=True). Unpickling can run arbitrary code: only for trusted
+# files.
 _C.MODEL.WEIGHTS_ALLOW_PICKLE = False
 # Download MODEL.WEIGHTS, KD.MODEL_WEIGHTS and MODEL.BACKBONE.PRETRAIN_PATH given as
 # http(s):// URLs. Off: a URL is refused with an error naming this key (see docs/security.md).
@@ -50,7 +51,8 @@ _C.MODEL.BACKBONE.PRETRAIN_PATH = ""
 _C.MODEL.BACKBONE.IN_CHANNELS = 3
 
 _C.MODEL.HEADS = CN()
-# Name of the head (e.g. "LinearHead", "EmbeddingHead").
+# Name of the head in HEADS_REGISTRY ("LinearHead" is built in; projects register their own,
+# e.g. projects/MetricLearning's "EmbeddingHead").
 _C.MODEL.HEADS.NAME = "LinearHead"
 # Number of classes the classification head predicts.
 _C.MODEL.HEADS.NUM_CLASSES = 10
@@ -60,7 +62,8 @@ _C.MODEL.HEADS.POOL = "avg"
 _C.MODEL.HEADS.DROPOUT = 0.0
 # Label smoothing of the cross-entropy loss (0 = none).
 _C.MODEL.HEADS.LABEL_SMOOTHING = 0.0
-# Dimension of the embedding produced by an embedding head (0 = backbone output size).
+# Dimension of the embedding of a head that produces one (read by projects/MetricLearning's
+# EmbeddingHead; LinearHead ignores it). 0 = the backbone's output channels.
 _C.MODEL.HEADS.EMBEDDING_DIM = 0
 
 _C.MODEL.EMA = CN()
@@ -126,7 +129,8 @@ _C.PARALLEL.FSDP.CPU_OFFLOAD = False
 _C.INPUT = CN()
 # Channel order of images given to the model: "RGB", "BGR" or "L" (grayscale).
 _C.INPUT.FORMAT = "RGB"
-# Training images are resized to this (height, width) before augmentation.
+# (height, width) of training images: the random resized crop (INPUT.CROP) or, without it,
+# a plain resize produces this size; flip, colour jitter and erasing follow.
 _C.INPUT.SIZE_TRAIN = [32, 32]
 # Test images are resized to this (height, width).
 _C.INPUT.SIZE_TEST = [32, 32]
@@ -146,7 +150,7 @@ _C.INPUT.CROP.RATIO = [0.75, 1.3333]
 _C.INPUT.COLOR_JITTER = CN()
 # Apply random colour jitter during training.
 _C.INPUT.COLOR_JITTER.ENABLED = False
-# Maximum relative change of brightness, contrast and saturation; hue change for HUE.
+# Maximum relative change of brightness (a factor drawn in [1 - x, 1 + x]).
 _C.INPUT.COLOR_JITTER.BRIGHTNESS = 0.2
 # Maximum relative change of contrast.
 _C.INPUT.COLOR_JITTER.CONTRAST = 0.2
@@ -186,7 +190,9 @@ _C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
 _C.DATALOADER.REPEAT_THRESHOLD = 0.0
 # Number of instances per identity in a batch for IdentitySampler (the K of P x K).
 _C.DATALOADER.NUM_INSTANCE = 4
-# Drop the last incomplete batch of each worker's share of data.
+# Count an epoch as N // batch iterations (True) or ceil(N / batch) (False), batch being
+# SOLVER.IMS_PER_BATCH * SOLVER.GRAD_ACCUM_STEPS (see docs/epochs.md). Also drops an incomplete
+# last batch of a finite training sampler; the built-in samplers are infinite.
 _C.DATALOADER.DROP_LAST = True
 # Copy the next batch to the GPU on a side stream while the current step runs (one batch drawn
 # ahead; resume stays exact). Only with a CUDA MODEL.DEVICE; a CPU run ignores it.
@@ -214,8 +220,9 @@ _C.SOLVER.WEIGHT_DECAY_NORM = 0.0
 _C.SOLVER.WEIGHT_DECAY_BIAS = None
 # The learning rate of biases is BASE_LR * BIAS_LR_FACTOR.
 _C.SOLVER.BIAS_LR_FACTOR = 1.0
-# Per-module LR factors as (name prefix, factor) pairs, e.g. [["heads", 10.0]]; the longest
-# matching prefix wins.
+# Per-module LR factors as (module path, factor) pairs, e.g. [["head", 10.0]] for the
+# built-in classifier's head; the longest matching prefix wins, and a prefix matching no
+# parameter is an error.
 _C.SOLVER.LR_FACTORS = []
 # Schedule: "WarmupMultiStepLR", "WarmupCosineLR" or "WarmupConstantLR".
 _C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"
@@ -310,7 +317,8 @@ _C.SOLVER.CLIP_GRADIENTS.ENABLED = False
 _C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
 # Maximum gradient norm (for "norm") or absolute value (for "value").
 _C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
-# Type of the norm for "norm" clipping (2.0 = L2; "inf" for the max norm).
+# Type of the norm for "norm" clipping (2.0 = L2). The max norm is .inf in a YAML file
+# (1e999 on the command line); the string "inf" is rejected.
 _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 
 _C.SOLVER.AMP = CN()
@@ -328,7 +336,8 @@ _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 0
 # Batch size per process at inference.
 _C.TEST.IMS_PER_BATCH = 64
-# Expected results as [[task, metric, value, tolerance], ...]; checked by verify_results.
+# Expected results as [[task, metric, value, tolerance], ...], checked after the final
+# evaluation: a miss fails the run (exit code 2).
 _C.TEST.EXPECTED_RESULTS = []
 # The evaluator of each test set, by its name in engine_lib.evaluation.EVALUATOR_REGISTRY
 # (built in: ClassificationEvaluator); DefaultTrainer.build_evaluator may still be overridden.
@@ -349,7 +358,8 @@ _C.KD = CN()
 _C.KD.ENABLED = False
 # The teacher's full engine_lib config (YAML); its MODEL.DEVICE is replaced by the student's.
 _C.KD.MODEL_CONFIG = ""
-# The teacher's weights: a checkpoint written by engine_lib (or a state dict), weights_only.
+# The teacher's weights: a checkpoint written by engine_lib (or a state dict), read
+# weights_only unless MODEL.WEIGHTS_ALLOW_PICKLE.
 _C.KD.MODEL_WEIGHTS = ""
 # The teacher is an exponential moving average of the student (a "mean teacher") instead of
 # KD.MODEL_CONFIG + KD.MODEL_WEIGHTS, updated after each optimizer step by hooks.EMATeacher.

@@ -17,7 +17,7 @@ from engine_lib.utils import comm
 from .epochs import compute_iters_per_epoch, resolve_epochs_in_place
 from .scaling import scale_to_world_size_in_place
 
-__all__ = ["draw_seed", "resolve_config"]
+__all__ = ["draw_seed", "job_seed", "resolve_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,35 @@ def draw_seed() -> int:
     return seed
 
 
+# The seed job_seed drew for this process's job; None until it draws one.
+_job_seed: Optional[int] = None
+
+
+def job_seed(cfg: Any, *, new_job: bool = False) -> int:
+    """The job's seed: ``cfg.SEED`` if it is >= 0, else one random seed drawn once per job.
+
+    A negative ``SEED`` is drawn (:func:`draw_seed`, a collective) the first time and then
+    returned again, so that every part of the job that resolves the config gets the same
+    seed: ``default_setup`` seeds the RNGs with it and ``DefaultTrainer`` gives it to its
+    samplers and records it in ``config.yaml``, even when ``default_setup``'s returned config
+    was dropped. A replay from that ``config.yaml`` then trains the same weights.
+
+    Args:
+        cfg (CfgNode): the config.
+        new_job (bool): draw a new seed even if one was drawn in this process before (a new
+            job starts: ``default_setup`` passes True). Default: False.
+
+    Returns:
+        int: the seed, >= 0.
+    """
+    global _job_seed
+    if cfg.SEED >= 0:
+        return cfg.SEED
+    if new_job or _job_seed is None:
+        _job_seed = draw_seed()
+    return _job_seed
+
+
 def resolve_config(
     cfg: Any,
     *,
@@ -50,8 +79,8 @@ def resolve_config(
 
     In order, on one copy of ``cfg``:
 
-    1. ``SEED < 0`` becomes a seed shared by all ranks (:func:`draw_seed`; a collective);
-       ``default_setup`` usually drew it already, and a seed >= 0 is kept;
+    1. ``SEED < 0`` becomes the job's seed shared by all ranks (:func:`job_seed`: the one
+       ``default_setup`` drew, else drawn now, a collective); a seed >= 0 is kept;
     2. the batch, LR and iteration counts are rescaled from ``SOLVER.REFERENCE_WORLD_SIZE``
        to ``world_size`` (:mod:`engine_lib.config.scaling`);
     3. ``epoch_size`` is called once with the config so far (frozen), which holds everything
@@ -77,8 +106,7 @@ def resolve_config(
         >>> resolved.SOLVER.MAX_ITER  # e.g. MAX_EPOCH 10 with a batch of 64: 230
     """
     with cfg.edited_copy() as resolved:
-        if resolved.SEED < 0:
-            resolved.SEED = draw_seed()
+        resolved.SEED = job_seed(resolved)
         scale_to_world_size_in_place(resolved, world_size)
         resolved.freeze()
         samples = epoch_size(resolved)

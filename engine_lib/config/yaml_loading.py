@@ -51,7 +51,7 @@ class NoAliasSafeLoader(yaml.SafeLoader):
     first one is refused, before any tree is built.
     """
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(

@@ -15,7 +15,7 @@ iterating the loader.
 
 import itertools
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union, cast
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
@@ -24,7 +24,7 @@ from engine_lib.config import CfgNode, configurable
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
 
-from .catalog import DatasetCatalog
+from .catalog import DatasetCatalog, SizedDataset
 from .common import DrawSeedSampler, MapDataset, trivial_batch_collator, worker_batch_collator
 from .mapper import DatasetMapper
 from .metadata_check import check_label_range, check_metadata_consistency
@@ -43,7 +43,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DatasetLike = Union[List[Dict[str, Any]], Dataset]
+DatasetLike = Union[List[Dict[str, Any]], SizedDataset]
 
 
 def get_dataset_dicts(names: Union[str, Sequence[str]]) -> DatasetLike:
@@ -77,9 +77,11 @@ def get_dataset_dicts(names: Union[str, Sequence[str]]) -> DatasetLike:
             check_label_range(name, dataset)
     if len(names) > 1:
         check_metadata_consistency(names)
-    if all(isinstance(d, list) for d in datasets):
-        return list(itertools.chain.from_iterable(datasets))
-    return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
+    lists = [d for d in datasets if isinstance(d, list)]
+    if len(lists) == len(datasets):
+        return list(itertools.chain.from_iterable(lists))
+    # A cast: ConcatDataset needs only len() and indexing of its parts, which lists have too.
+    return datasets[0] if len(datasets) == 1 else ConcatDataset(cast(List[Dataset], datasets))
 
 
 def _batch_per_rank(total_batch_size: int, world_size: int) -> int:

@@ -3,7 +3,7 @@
 import difflib
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Union
+from typing import Any, Callable, Dict, List, Protocol, Union
 
 from torch.utils.data import Dataset
 
@@ -13,7 +13,17 @@ __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
 
 logger = logging.getLogger(__name__)
 
-DatasetDicts = Union[List[Dict[str, Any]], Dataset]
+
+class SizedDataset(Protocol):
+    """What engine_lib needs of a data set: a length and integer indexing (a list, or a
+    map-style ``torch.utils.data.Dataset`` that defines ``__len__``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+DatasetDicts = Union[List[Dict[str, Any]], SizedDataset]
 
 
 def _closest(name: str, names: List[str]) -> List[str]:
@@ -29,7 +39,7 @@ class _DatasetCatalog:
     of :meth:`get` shares it and must not modify it (the mapper works on copies).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._functions: Dict[str, Callable[[], DatasetDicts]] = {}
         self._cache: Dict[str, DatasetDicts] = {}
         # Re-entrant: a loader may itself call get() (e.g. a union of other data sets).
@@ -172,7 +182,7 @@ class Metadata:
 class _MetadataCatalog:
     """Map data set names to :class:`Metadata`, created on first access."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._metadata: Dict[str, Metadata] = {}
 
     def get(self, name: str) -> Metadata:

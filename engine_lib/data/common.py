@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
+from .catalog import SizedDataset
 from .samplers import ResumableSampler
 from .seeding import (
     TAG_EVAL,
@@ -48,7 +49,7 @@ class MapDataset(Dataset):
             return ``None``.
     """
 
-    def __init__(self, dataset: Union[Sequence[Any], Dataset], map_func: Callable[[Any], Any]):
+    def __init__(self, dataset: SizedDataset, map_func: Callable[[Any], Any]):
         self._dataset = dataset
         self._map_func = map_func
         self._numpy_and_python = wants_numpy_and_python_seeds(map_func, dataset)

@@ -125,7 +125,7 @@ def check_label_range(name: str, dataset_dicts: Sequence[Dict[str, Any]]) -> Non
         label = record.get("label") if isinstance(record, dict) else None
         if isinstance(label, bool) or not isinstance(label, numbers.Integral):
             continue
-        if not 0 <= label < num_classes:
+        if not 0 <= int(label) < num_classes:
             raise ConfigError(
                 f"Data set {name!r}: sample {index} has label {label}, but its metadata "
                 f"'thing_classes' has {num_classes} classes (labels 0..{num_classes - 1}); fix "

@@ -1,7 +1,7 @@
 """Move the next batch to the device while the current step runs: :class:`DevicePrefetcher`."""
 
 import logging
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Sized, Union, cast
 
 import torch
 
@@ -68,7 +68,7 @@ class DevicePrefetcher:
         self.device = torch.device(device)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(cast(Sized, self.loader))  # TypeError as from len(loader) if it has none
 
     def __iter__(self) -> Iterator:
         stream: Optional[torch.cuda.Stream] = None

@@ -9,13 +9,12 @@ import logging
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
-from torch.utils.data import Dataset
 
 from engine_lib.config import CfgNode
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError, UnknownNameError
 
-from .catalog import DatasetCatalog
+from .catalog import DatasetCatalog, SizedDataset
 from .repeat_factors import class_balanced_factors, dataset_repeat_factors, per_sample_factors
 from .samplers import (
     IdentitySampler,
@@ -28,7 +27,7 @@ __all__ = ["build_training_sampler", "TRAIN_SAMPLERS", "CLASS_BALANCED_SAMPLERS"
 
 logger = logging.getLogger(__name__)
 
-DatasetLike = Union[List[Dict[str, Any]], Dataset]
+DatasetLike = Union[List[Dict[str, Any]], SizedDataset]
 
 # Class-balanced sampling: detectron2's name, and a name that says what it does.
 CLASS_BALANCED_SAMPLERS = ("RepeatFactorTrainingSampler", "ClassBalancedSampler")

@@ -13,7 +13,7 @@ A model works as a student when it has ``logits(batched_inputs) -> Tensor`` and
 """
 
 import logging
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -156,19 +156,22 @@ class Distiller(nn.Module):
                 "engine_lib.distillation.ema_teacher_hook(model, cfg.KD.EMA_MOMENTUM) with the "
                 "trainer (DistillationTrainer does)"
             )
-        logits = self.student.logits(batched_inputs)
+        # Any: the methods __init__ checked for, which nn.Module's type does not show.
+        student: Any = self.student
+        teacher: Any = self.teacher
+        logits = student.logits(batched_inputs)
         with torch.no_grad():
-            teacher_logits = self.teacher.logits(batched_inputs)
+            teacher_logits = teacher.logits(batched_inputs)
         losses: Dict[str, torch.Tensor] = {}
         if self.student_loss_weight > 0:
-            for name, value in self.student.losses(logits, batched_inputs).items():
+            for name, value in student.losses(logits, batched_inputs).items():
                 losses[name] = (
                     value if self.student_loss_weight == 1 else value * self.student_loss_weight
                 )
         losses["loss_kd"] = self.loss_weight * kd_loss(logits, teacher_logits, self.temperature)
         return losses
 
-    def _apply(self, fn, recurse: bool = True):
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> "Distiller":
         # .to(), .cuda(), .half() reach registered submodules only; the teacher follows too.
         super()._apply(fn, recurse)
         self.teacher._apply(fn, recurse)
@@ -179,13 +182,14 @@ class Distiller(nn.Module):
         ``torch.distributed.checkpoint.state_dict`` (full state dicts under FSDP)."""
         return {name: "student" for name, _ in self.student.named_children()}
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+    # Module's arguments, passed on to the student: the signature differs only in form.
+    def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:  # type: ignore[override]
         """The student's state dict, with the student's keys (see the class docstring)."""
         return self.student.state_dict(*args, **kwargs)
 
     def load_state_dict(
-        self, state_dict: Dict[str, Any], strict: bool = True, assign: bool = False
-    ):
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
         """Load a student state dict (as :meth:`state_dict` returns) into the student."""
         return self.student.load_state_dict(state_dict, strict=strict, assign=assign)
 

@@ -9,10 +9,11 @@ the whole list by overriding ``build_hooks``.
 
 import contextlib
 import logging
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from torch import nn
 
+from engine_lib.config import CfgNode
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
 from engine_lib.utils.events import EventWriter
@@ -21,6 +22,12 @@ from . import hooks
 from .environment import default_writers
 from .writers import WRITER_REGISTRY, WriterState, tracker_writers
 from .writers.registry import TRACKER_BUILDERS as _TRACKER_BUILDERS
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from engine_lib.checkpoint import Checkpointer
+    from engine_lib.evaluation import DatasetEvaluator
 
 __all__ = ["DefaultHookBuilders"]
 
@@ -34,6 +41,27 @@ class DefaultHookBuilders:
     resolved config), ``model``, ``checkpointer``, ``max_iter``, ``iters_per_epoch`` and the
     ``build_train_loader`` / ``test`` classmethods.
     """
+
+    # Only declared here (a definition would shadow the trainer's: this class comes first in
+    # DefaultTrainer's method resolution order).
+    cfg: CfgNode
+    model: nn.Module
+    checkpointer: "Checkpointer"
+    max_iter: int
+    iters_per_epoch: int
+    last_eval_results: Dict[str, Any]
+    if TYPE_CHECKING:
+
+        @classmethod
+        def build_train_loader(cls, cfg: CfgNode) -> "DataLoader": ...
+
+        @classmethod
+        def test(
+            cls,
+            cfg: CfgNode,
+            model: nn.Module,
+            evaluators: Optional[List["DatasetEvaluator"]] = None,
+        ) -> Dict[str, Any]: ...
 
     def build_hooks(self) -> List[Optional[hooks.HookBase]]:
         """The default hooks, in the order they run at each step.
@@ -125,10 +153,10 @@ class DefaultHookBuilders:
                 weights.
         """
         cfg, model = self.cfg, _unwrap(self.model)
-        with_ema = ema is not None and cfg.MODEL.EMA.EVAL_WITH_EMA
+        eval_ema = ema if cfg.MODEL.EMA.EVAL_WITH_EMA else None
 
         def evaluate() -> Dict[str, Any]:
-            with ema.apply_to(model) if with_ema else contextlib.nullcontext():
+            with eval_ema.apply_to(model) if eval_ema is not None else contextlib.nullcontext():
                 self.last_eval_results = self.test(cfg, model)
             return self.last_eval_results
 
@@ -143,7 +171,11 @@ class DefaultHookBuilders:
             return None
         writers = self.build_writers()
         self._tracker_writers = tracker_writers(writers)
-        return hooks.PeriodicWriter(writers, period=self.cfg.SOLVER.LOG_PERIOD)
+        # Pending metrics (an evaluation between two periodic writes) are written before
+        # each checkpoint: a run resumed from it would never write them.
+        return hooks.PeriodicWriter(
+            writers, period=self.cfg.SOLVER.LOG_PERIOD, write_before_save=True
+        )
 
     def build_writer_state_hook(self) -> Optional[hooks.HookBase]:
         """``WriterState``, with experiment trackers in ``WRITERS``: their run ids are then

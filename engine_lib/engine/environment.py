@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator, List, Optional, Sequence, Set
+from typing import Iterator, List, Optional, Sequence, Set, Tuple
 
 from engine_lib.config import CfgNode
 from engine_lib.utils import comm
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 # The loggers default_setup configures (plus a project's own, see its extra_loggers); their
 # records are held back while writes are deferred.
 _ENGINE_LOGGERS = ("fvcore", "engine_lib")
-_LOGGER_NAMES = _ENGINE_LOGGERS
+_LOGGER_NAMES: Tuple[str, ...] = _ENGINE_LOGGERS
 # The OUTPUT_DIRs this process may write (set up without deferral, or committed).
 _OPEN_OUTPUT_DIRS: Set[str] = set()
 
@@ -118,6 +118,8 @@ def default_setup(
     ``OUTPUT_DIR/config.yaml`` (main process, atomically), seeds every RNG with
     ``cfg.SEED + rank`` and sets cuDNN benchmark, or deterministic mode with
     ``cfg.DETERMINISTIC`` (:func:`~engine_lib.engine.reproducibility.apply_determinism`).
+    The number of torch CPU threads is logged and written as a comment at the top of
+    ``config.yaml``: results on CPU depend on it.
 
     The job holds an exclusive lock on ``OUTPUT_DIR`` from here until it exits (deferred: from
     here if the directory exists, else from :func:`commit_output_dir`; see
@@ -185,7 +187,7 @@ def default_setup(
         _dump_config(cfg, config_file_name(args))
 
     seed = seed_all_rng(cfg.SEED + rank)
-    logger.info("Seed of this process: %d", seed)
+    logger.info("Seed of this process: %d; %s", seed, _threads_line())
     apply_determinism(cfg)
     return cfg
 
@@ -285,11 +287,22 @@ def _open_output_dir(output_dir: str, rank: int) -> None:
         _OPEN_OUTPUT_DIRS.add(os.path.abspath(output_dir))
 
 
+def _threads_line() -> str:
+    """How many CPU threads torch computes with here: CPU results depend on it."""
+    import torch  # loaded by then; not at the top, where this module stays free of torch
+
+    omp = os.environ.get("OMP_NUM_THREADS")
+    return f"torch CPU threads: {torch.get_num_threads()} (OMP_NUM_THREADS={omp or 'unset'})"
+
+
 def _dump_config(cfg: CfgNode, name: str = "config.yaml") -> None:
     if comm.is_main_process() and cfg.OUTPUT_DIR:
         path = os.path.join(cfg.OUTPUT_DIR, name)
         with _output_dir_errors(cfg.OUTPUT_DIR):
             with atomic_write(path, "w") as f:
+                # A comment, so the file still loads as a config: a replay on CPU gives the
+                # same numbers only with the same thread count (docs/reliability.md).
+                f.write(f"# {_threads_line()}; a replay on CPU needs the same count.\n")
                 f.write(cfg.dump())
         logger.info("Full config saved to %s", path)
 

@@ -13,21 +13,12 @@ and state-dict keys see the same names as in a single process.
 """
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.distributed._composable import checkpoint as _checkpoint_module
-from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-from torch.distributed.fsdp import (
-    CPUOffloadPolicy,
-    FSDPModule,
-    MixedPrecisionPolicy,
-    OffloadPolicy,
-    fully_shard,
-)
-from torch.distributed.tensor import DTensor
 
+from engine_lib.checkpoint.dist_types import is_fsdp_module, local_tensor
 from engine_lib.config import CfgNode, register_value_check
 from engine_lib.config.validators import coerce_like_default
 from engine_lib.utils import comm
@@ -50,12 +41,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# torch.distributed.fsdp, .tensor, .device_mesh and ._composable are imported inside the
+# functions that use them: together they take ~0.7 s to import (sympy, the DTensor op tables),
+# which every `import engine_lib.engine` would pay, although most runs shard nothing.
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
+
 #: The values of ``PARALLEL.STRATEGY``.
 STRATEGIES = ("ddp", "fsdp", "hsdp")
 _DTYPES = {"": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def build_mesh(strategy: str, device_type: str) -> DeviceMesh:
+def build_mesh(strategy: str, device_type: str) -> "DeviceMesh":
     """The device mesh FSDP shards over.
 
     Args:
@@ -66,6 +63,8 @@ def build_mesh(strategy: str, device_type: str) -> DeviceMesh:
     Returns:
         DeviceMesh: the mesh.
     """
+    from torch.distributed.device_mesh import init_device_mesh
+
     world = comm.get_world_size()
     if strategy == "fsdp":
         return init_device_mesh(device_type, (world,), mesh_dim_names=("shard",))
@@ -144,16 +143,20 @@ def apply_activation_checkpointing(model: nn.Module, class_names: Sequence[str])
     Returns:
         nn.Module: ``model``.
     """
-    for module in _modules_of_classes(model, class_names, "PARALLEL.ACTIVATION_CHECKPOINTING"):
-        _checkpoint_module(module)
-    if class_names:
-        logger.info("Activation checkpointing of %s", list(class_names))
+    modules = _modules_of_classes(model, class_names, "PARALLEL.ACTIVATION_CHECKPOINTING")
+    if not modules:
+        return model
+    from torch.distributed._composable import checkpoint
+
+    for module in modules:
+        checkpoint(module)
+    logger.info("Activation checkpointing of %s", list(class_names))
     return model
 
 
 def apply_fsdp(
     model: nn.Module,
-    mesh: DeviceMesh,
+    mesh: "DeviceMesh",
     *,
     wrap: Sequence[str] = (),
     reshard_after_forward: bool = True,
@@ -177,6 +180,13 @@ def apply_fsdp(
     Returns:
         nn.Module: ``model`` (now an ``FSDPModule``).
     """
+    from torch.distributed.fsdp import (
+        CPUOffloadPolicy,
+        MixedPrecisionPolicy,
+        OffloadPolicy,
+        fully_shard,
+    )
+
     options: Any = {
         "mesh": mesh,
         "mp_policy": MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype),
@@ -301,7 +311,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 def is_fsdp(model: nn.Module) -> bool:
     """Whether ``model`` was sharded by :func:`apply_fsdp`."""
-    return isinstance(model, FSDPModule)
+    return is_fsdp_module(model)
 
 
 def rank_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> Dict[str, int]:
@@ -321,7 +331,7 @@ def rank_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> Dict
     def nbytes(t: Optional[torch.Tensor]) -> int:
         if t is None:
             return 0
-        local = t.to_local() if isinstance(t, DTensor) else t
+        local = local_tensor(t)
         return local.numel() * local.element_size()
 
     params = list(model.parameters())
@@ -339,7 +349,7 @@ def rank_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> Dict
     return sizes
 
 
-def _check_choice(choices: Sequence[str]):
+def _check_choice(choices: Sequence[str]) -> Callable[[Any, Any, str, str], Any]:
     def check(value: Any, default: Any, key: str, source: str) -> Any:
         value = coerce_like_default(value, default, key, source)
         if value not in choices:

@@ -11,13 +11,13 @@ of cuDNN, cuBLAS and torch.
 import logging
 import os
 import random
-from typing import Any, Dict, MutableMapping
+from typing import Any, Dict, MutableMapping, Tuple, cast
 
 import numpy as np
 import torch
 
 from engine_lib.config import CfgNode
-from engine_lib.config.resolve import draw_seed
+from engine_lib.config.resolve import job_seed
 
 __all__ = [
     "CUBLAS_WORKSPACE_CONFIG",
@@ -42,7 +42,8 @@ def resolve_seed(cfg: CfgNode) -> CfgNode:
 
     Rank 0 draws the seed from the operating system and the other ranks receive it (a
     collective when distributed: every rank must call this). The seed is logged with how to
-    repeat the run.
+    repeat the run, and is the job's seed from then on (:func:`~engine_lib.config.resolve.
+    job_seed`): a trainer built afterwards from the unresolved config uses it too.
 
     Args:
         cfg (CfgNode): the config, frozen or not.
@@ -54,7 +55,8 @@ def resolve_seed(cfg: CfgNode) -> CfgNode:
     if cfg.SEED >= 0:
         return cfg
     with cfg.edited_copy() as resolved:
-        resolved.SEED = draw_seed()
+        # A new job's seed, which the trainer's resolve_config then reuses (job_seed).
+        resolved.SEED = job_seed(cfg, new_job=True)
     return resolved
 
 
@@ -66,7 +68,9 @@ def capture_rng_state() -> Dict[str, Any]:
         as a tensor); give it to :func:`restore_rng_state`.
     """
     version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    # legacy=True (the default) gives the tuple form, not the dict its type also allows.
+    numpy_state = cast(Tuple[str, np.ndarray, int, int, float], np.random.get_state())  # noqa: NPY002
+    kind, keys, pos, has_gauss, cached = numpy_state
     state: Dict[str, Any] = {
         "python": [version, list(mt_state), gauss],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],

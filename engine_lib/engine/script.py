@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Type
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.config import CfgNode
 from engine_lib.data import DatasetCatalog
-from engine_lib.evaluation import flatten_results_dict, verify_results
+from engine_lib.evaluation import check_results, flatten_results_dict
 from engine_lib.utils import comm
 from engine_lib.utils.errors import UnknownNameError
 from engine_lib.utils.logger import create_small_table
@@ -127,7 +127,7 @@ def _train_or_evaluate(
         commit_output_dir(cfg, config_file_name(args))
         results = trainer_cls.test(cfg, model)
         if comm.is_main_process():
-            verify_results(cfg, results)
+            check_results(cfg, results)
     else:
         trainer = trainer_cls(cfg)
         trainer.resume_or_load(resume=args.resume)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.checkpoint.resume import ResumeArg
@@ -33,9 +34,9 @@ from engine_lib.engine.train_loop import GradClip, SimpleTrainer
 from engine_lib.evaluation import (
     DatasetEvaluator,
     build_evaluator,
+    check_results,
     inference_on_dataset,
     print_csv_format,
-    verify_results,
 )
 from engine_lib.modeling import build_model
 from engine_lib.solver import build_lr_scheduler, build_optimizer
@@ -173,16 +174,21 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
             )
 
     # ------------------------------------------------------------------ training
-    def train(self) -> Dict[str, Any]:
+    # No (start_iter, max_iter) as in TrainerBase: detectron2's API, the config sets both.
+    def train(self) -> Dict[str, Any]:  # type: ignore[override]
         """Run training from ``start_iter`` to ``cfg.SOLVER.MAX_ITER``.
 
         Returns:
             dict: the results of the last evaluation (empty on non-main processes or when
             there was no evaluation).
+
+        Raises:
+            ResultsVerificationError: on the main process, the last evaluation missed a value
+                of ``TEST.EXPECTED_RESULTS`` (after the final checkpoint is saved).
         """
         super().train(self.start_iter, self.max_iter)
         if self.cfg.TEST.EXPECTED_RESULTS and comm.is_main_process():
-            verify_results(self.cfg, self.last_eval_results)
+            check_results(self.cfg, self.last_eval_results)
         return self.last_eval_results
 
     # ------------------------------------------------------------------ state
@@ -256,17 +262,19 @@ class DefaultTrainer(DefaultHookBuilders, SimpleTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
-    def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer):
+    def build_lr_scheduler(
+        cls, cfg: CfgNode, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.lr_scheduler.LRScheduler:
         """Build the per-iteration LR schedule (``engine_lib.solver.build_lr_scheduler``)."""
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
-    def build_train_loader(cls, cfg: CfgNode):
+    def build_train_loader(cls, cfg: CfgNode) -> DataLoader:
         """Build the training data loader (``engine_lib.data.build_train_loader``)."""
         return build_train_loader(cfg)
 
     @classmethod
-    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> DataLoader:
         """Build the loader of one test set (``engine_lib.data.build_test_loader``)."""
         return build_test_loader(cfg, dataset_name)
 

@@ -9,14 +9,22 @@ from .evaluator import (
     inference_on_dataset,
 )
 from .registry import EVALUATOR_REGISTRY, build_evaluator
-from .testing import flatten_results_dict, print_csv_format, verify_results
+from .testing import (
+    ResultsVerificationError,
+    check_results,
+    flatten_results_dict,
+    print_csv_format,
+    verify_results,
+)
 
 __all__ = [
     "EVALUATOR_REGISTRY",
     "ClassificationEvaluator",
     "DatasetEvaluator",
     "DatasetEvaluators",
+    "ResultsVerificationError",
     "build_evaluator",
+    "check_results",
     "flatten_results_dict",
     "inference_context",
     "inference_on_dataset",

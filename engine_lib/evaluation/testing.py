@@ -3,12 +3,18 @@
 import logging
 import math
 from collections import OrderedDict
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping
 
 from engine_lib.config import CfgNode
-from engine_lib.utils.errors import ConfigError
+from engine_lib.utils.errors import ConfigError, UserError
 
-__all__ = ["flatten_results_dict", "print_csv_format", "verify_results"]
+__all__ = [
+    "ResultsVerificationError",
+    "check_results",
+    "flatten_results_dict",
+    "print_csv_format",
+    "verify_results",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +84,14 @@ def _parse_expected(entry: Any) -> tuple:
     return str(task), str(metric), expected, tolerance
 
 
+class ResultsVerificationError(UserError):
+    """The results missed a value of ``TEST.EXPECTED_RESULTS``: the run failed.
+
+    A :class:`~engine_lib.utils.errors.UserError`, so ``tools/train_net.py`` ends with one
+    line and exit code 2 instead of a traceback.
+    """
+
+
 def verify_results(cfg: CfgNode, results: Mapping[str, Any]) -> bool:
     """Check ``results`` against ``cfg.TEST.EXPECTED_RESULTS``; log an error for each miss.
 
@@ -96,9 +110,37 @@ def verify_results(cfg: CfgNode, results: Mapping[str, Any]) -> bool:
     Raises:
         ConfigError: an entry of ``TEST.EXPECTED_RESULTS`` is malformed.
     """
+    return not _misses(cfg, results)
+
+
+def check_results(cfg: CfgNode, results: Mapping[str, Any]) -> None:
+    """Fail the run when ``results`` miss ``cfg.TEST.EXPECTED_RESULTS`` (:func:`verify_results`).
+
+    ``DefaultTrainer.train`` and ``--eval-only`` call it on the main process after the final
+    evaluation, so a regression caught by an expected value ends the job with a non-zero
+    exit code rather than a log line nobody reads.
+
+    Args:
+        cfg (CfgNode): the config.
+        results (Mapping): results as returned by an evaluator or ``DefaultTrainer.test``.
+
+    Raises:
+        ResultsVerificationError: a value is missing, not a number, or out of tolerance; the
+            message lists each miss.
+        ConfigError: an entry of ``TEST.EXPECTED_RESULTS`` is malformed.
+    """
+    misses = _misses(cfg, results)
+    if misses:
+        raise ResultsVerificationError(
+            f"TEST.EXPECTED_RESULTS not met ({len(misses)} miss(es)): " + "; ".join(misses)
+        )
+
+
+def _misses(cfg: CfgNode, results: Mapping[str, Any]) -> List[str]:
+    """Check the results, log the verdict and return one line per miss."""
     expected_results = [_parse_expected(entry) for entry in cfg.TEST.EXPECTED_RESULTS]
     if not expected_results:
-        return True
+        return []
     flat = flatten_results_dict(results)
     failures = []
     for task, metric, expected, tolerance in expected_results:
@@ -116,6 +158,6 @@ def verify_results(cfg: CfgNode, results: Mapping[str, Any]) -> bool:
             failures.append(f"{key}: got {actual:.4f}, expected {expected:.4f} ± {tolerance:g}")
     if failures:
         logger.error("Results verification FAILED:\n  %s", "\n  ".join(failures))
-        return False
+        return failures
     logger.info("Results verification passed (%d expected values).", len(expected_results))
-    return True
+    return []

@@ -1,6 +1,7 @@
 """``META_ARCH_REGISTRY`` and ``build_model``."""
 
 import logging
+from typing import Tuple
 
 import torch
 from tabulate import tabulate
@@ -49,7 +50,7 @@ def parameter_count_table(model: nn.Module) -> str:
         str: a table with columns module, #params, #trainable.
     """
 
-    def counts(module: nn.Module):
+    def counts(module: nn.Module) -> Tuple[int, int]:
         params = list(module.parameters())
         return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 

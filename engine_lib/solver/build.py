@@ -112,8 +112,8 @@ def get_default_optimizer_params(
     * then ``overrides`` are applied on top.
 
     A key of ``lr_factors`` or ``overrides`` matches a parameter when it is the parameter's
-    full name (``"heads.fc.weight"``) or a module path it lies under (``"heads"``,
-    ``"heads.fc"``; a prefix ending inside a name, like ``"hea"``, does not match). A key of
+    full name (``"head.linear.weight"``) or a module path it lies under (``"head"``,
+    ``"head.linear"``; a prefix ending inside a name, like ``"hea"``, does not match). A key of
     ``overrides`` may also be a parameter's own attribute name (``"bias"``, ``"pos_embed"``),
     which applies first so that a matching module path wins. ``None`` leaves a
     hyperparameter out of the group, so the optimizer's default applies (LR factors then
@@ -134,7 +134,7 @@ def get_default_optimizer_params(
         overrides (Mapping[str, dict] | None): hyperparameters to set by name, e.g.
             ``{"backbone.pos_embed": {"weight_decay": 0.0}}``. Default: None.
         lr_factors (Mapping[str, float] | None): LR multiplier by name prefix, e.g.
-            ``{"heads": 10.0}``. Default: None.
+            ``{"head": 10.0}``. Default: None.
         norm_module_types (tuple[type, ...]): module classes treated as norm layers.
             Default: :data:`NORM_MODULE_TYPES`.
 
@@ -147,7 +147,7 @@ def get_default_optimizer_params(
 
     Example:
         >>> groups = get_default_optimizer_params(model, base_lr=0.1, weight_decay=1e-4,
-        ...                                       weight_decay_norm=0.0, lr_factors={"heads": 10})
+        ...                                       weight_decay_norm=0.0, lr_factors={"head": 10})
         >>> optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
     """
     # Over 60 lines only through its docstring (detectron2's nine arguments, each documented);
@@ -284,7 +284,7 @@ def _lr_factors_from_cfg(value: Any) -> Dict[str, float]:
         ):
             raise ConfigError(
                 f"SOLVER.LR_FACTORS: bad entry {entry!r}; expected [name_prefix, factor] "
-                'pairs such as [["heads", 10.0]].'
+                'pairs such as [["head", 10.0]].'
             )
         factors[entry[0]] = float(entry[1])
     return factors

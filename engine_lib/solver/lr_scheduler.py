@@ -13,7 +13,7 @@ schedulers, kept for code that constructs them directly.
 import bisect
 import logging
 import math
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Union
 
 import torch
 from fvcore.common.param_scheduler import (
@@ -28,6 +28,9 @@ __all__ = ["LRMultiplier", "WarmupCosineLR", "WarmupMultiStepLR", "WarmupParamSc
 logger = logging.getLogger(__name__)
 
 _WARMUP_METHODS = ("linear", "constant")
+
+# LRScheduler's type for LRs: an LR may be a Tensor (a capturable or compiled optimizer's).
+_LRs = List[Union[float, torch.Tensor]]
 
 
 class WarmupParamScheduler(CompositeParamScheduler):
@@ -137,11 +140,11 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
             group["lr"] = lr
         self._last_lr = lrs
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> _LRs:
         """Return the LRs of the current iteration (called by ``step()``)."""
         return self._compute_lrs()
 
-    def _compute_lrs(self) -> List[float]:
+    def _compute_lrs(self) -> _LRs:
         # The step after the last iteration asks for where == 1.0, which some fvcore
         # schedules reject; hold the final value instead.
         iteration = min(max(self.last_epoch, 0), self._max_iter - 1)
@@ -199,7 +202,7 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
         self.warmup_method = warmup_method
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> _LRs:
         """Return the LRs of the current iteration (called by ``step()``)."""
         factor = _warmup_factor(
             self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor
@@ -207,7 +210,7 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
         decay = self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch)
         return [base_lr * factor * decay for base_lr in self.base_lrs]
 
-    def _get_closed_form_lr(self) -> List[float]:
+    def _get_closed_form_lr(self) -> _LRs:
         return self.get_lr()
 
 
@@ -239,7 +242,7 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LRScheduler):
         self.warmup_method = warmup_method
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> _LRs:
         """Return the LRs of the current iteration (called by ``step()``)."""
         factor = _warmup_factor(
             self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor
@@ -247,5 +250,5 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LRScheduler):
         cosine = 0.5 * (1.0 + math.cos(math.pi * self.last_epoch / self.max_iters))
         return [base_lr * factor * cosine for base_lr in self.base_lrs]
 
-    def _get_closed_form_lr(self) -> List[float]:
+    def _get_closed_form_lr(self) -> _LRs:
         return self.get_lr()

@@ -71,7 +71,7 @@ def _cosine(cfg: Any) -> ParamScheduler:
     return sched
 
 
-_cosine.supports_delay_epochs = True  # type: ignore[attr-defined]
+_cosine.supports_delay_epochs = True
 
 
 @LR_SCHEDULER_REGISTRY.register("WarmupStepWithFixedGammaLR")

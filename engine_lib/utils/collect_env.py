@@ -5,6 +5,7 @@ Every probe is guarded: a missing or broken package shows as such in the table, 
 the job.
 """
 
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -12,6 +13,7 @@ import os
 import platform
 import sys
 from collections import defaultdict
+from types import ModuleType
 from typing import Callable, List, Optional, Tuple
 
 from tabulate import tabulate
@@ -59,7 +61,7 @@ def _package(dist_name: str, module: Optional[str] = None) -> str:
     return f"{version} @{_module_dir(module)}" if module else version
 
 
-def _gpu_rows(torch_module) -> List[Tuple[str, str]]:
+def _gpu_rows(torch_module: ModuleType) -> List[Tuple[str, str]]:
     # One row per GPU model, listing the indices that have it.
     devices = defaultdict(list)
     for i in range(torch_module.cuda.device_count()):
@@ -111,7 +113,7 @@ def collect_env_info() -> str:
     except Exception as e:
         rows.append(("PyTorch", f"unknown ({type(e).__name__}: {e})"))
     for label, dist_name, module in _PACKAGES:
-        _probe(rows, label, lambda d=dist_name, m=module: _package(d, m))
+        _probe(rows, label, functools.partial(_package, dist_name, module))
     return tabulate(rows)
 
 

@@ -7,7 +7,7 @@ This lets the same training code run under ``python train_net.py`` and under ``l
 
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, cast
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ def synchronize() -> None:
         dist.barrier()
 
 
-def _object_group() -> dist.ProcessGroup:
+def _object_group() -> Optional[dist.ProcessGroup]:
     """Return the group used to exchange python objects: gloo, so they stay on the CPU."""
     global _OBJECT_GROUP
     if not _is_nccl():
@@ -169,7 +169,8 @@ def _object_group() -> dist.ProcessGroup:
     if group is None:
         # Pickled objects through NCCL would be copied to the GPU and back; a gloo group keeps
         # them in host memory. Created once (a collective) on the first object exchange.
-        group = dist.new_group(backend="gloo")
+        # A group of every rank: new_group's "not a member" sentinel cannot come back.
+        group = cast(dist.ProcessGroup, dist.new_group(backend="gloo"))
         _OBJECT_GROUP = (dist.group.WORLD, group)
     return group
 

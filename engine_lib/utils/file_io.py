@@ -1,9 +1,10 @@
-"""The project's iopath ``PathManager``: every path a user gives (config, weights, outputs) goes
-through it.
+"""The project's iopath ``PathManager``: the weights paths a user gives (``MODEL.WEIGHTS``,
+``MODEL.BACKBONE.PRETRAIN_PATH``, ``KD.*``) go through it; config files, ``OUTPUT_DIR`` and data
+sets are local paths (docs/remote_paths.md).
 
 A module-level instance of our own rather than iopath's global ``g_pathmgr``: a user or a project
 can register handlers for a remote store (``PathManager.register_handler(S3PathHandler())``) and
-every engine_lib module that opens a file picks it up, without touching the handlers other
+every engine_lib module that opens weights picks it up, without touching the handlers other
 libraries registered on the global one.
 """
 
@@ -14,7 +15,7 @@ import os
 import re
 import stat
 import uuid
-from typing import IO, Iterator, List
+from typing import IO, Iterator, List, Optional
 
 from iopath.common.file_io import PathManager as _IopathPathManager
 
@@ -111,7 +112,7 @@ def _copy_mode(path: str, fd: int) -> None:
     os.fchmod(fd, mode)
 
 
-def _is_disk_full(error: BaseException) -> bool:
+def _is_disk_full(error: Optional[BaseException]) -> bool:
     """Whether ``error`` (or an error it was raised from) is ENOSPC / EDQUOT."""
     full = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
     seen = 0

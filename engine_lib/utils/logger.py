@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections import Counter
+from types import FrameType
 from typing import Any, Dict, Optional, Tuple, Union
 
 from tabulate import tabulate
@@ -175,7 +176,7 @@ def setup_logger(
 
 def _find_caller() -> Tuple[str, Tuple[str, int, str]]:
     """Return the module name and (file, line, function) of the first frame outside this file."""
-    frame = sys._getframe(1)
+    frame: Optional[FrameType] = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename == __file__:
         frame = frame.f_back
     assert frame is not None, "the log helpers are always called from another module"

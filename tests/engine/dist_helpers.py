@@ -39,6 +39,7 @@ __all__ = [
     "check_ddp_and_train",
     "train_tiny_model",
     "fail_at_iteration",
+    "die_on_rank_1",
 ]
 
 NUM_ITEMS = 11  # items "predicted" by the ranks in the gather test (uneven on purpose)
@@ -273,6 +274,14 @@ def fail_at_iteration(out_dir: str, iteration: int, survivor: str) -> None:
         while True:
             time.sleep(0.1)
     trainer.train(0, 1000)
+
+
+def die_on_rank_1(code: int) -> None:
+    """Rank 1 dies after the rendezvous (``os._exit``: no clean-up), as a killed worker does."""
+    comm.synchronize()
+    if comm.get_rank() == 1:
+        os._exit(code)
+    comm.synchronize()
 
 
 def _main(argv: List[str]) -> None:

@@ -21,6 +21,7 @@ from engine_lib.engine import (
     train_or_evaluate,
 )
 from engine_lib.engine.reproducibility import capture_rng_state, restore_rng_state
+from engine_lib.evaluation import ResultsVerificationError
 from engine_lib.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,6 +62,10 @@ def test_default_setup_dumps_config_and_seeds(tmp_path):
     dumped = get_cfg()
     dumped.merge_from_file(str(tmp_path / "config.yaml"))
     assert dumped.SEED == 5 and dumped.OUTPUT_DIR == str(tmp_path)
+    # The thread count (CPU results depend on it) heads config.yaml and is in the log.
+    threads = f"torch CPU threads: {torch.get_num_threads()} (OMP_NUM_THREADS="
+    assert (tmp_path / "config.yaml").read_text().startswith(f"# {threads}")
+    assert threads in (tmp_path / "log.txt").read_text()
     first = torch.rand(3)
     torch.manual_seed(5)
     assert torch.equal(first, torch.rand(3))
@@ -219,3 +224,40 @@ def test_eval_only_follows_the_trainers_resume_rules(tmp_path, resume):
     final = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
     assert evaluated.keys() == final.keys()
     assert all(torch.equal(evaluated[k], v) for k, v in final.items())
+
+
+def test_a_missed_expected_result_fails_training_and_eval_only(tmp_path):
+    # Unreachable on purpose: top-1 can't exceed 100.
+    miss = "[['classification', 'top1', 101.0, 0.5]]"
+    cfg = digits_cfg(tmp_path, **{"TEST.EXPECTED_RESULTS": miss})
+    trainer = DefaultTrainer(cfg)
+    with pytest.raises(ResultsVerificationError, match=r"classification/top1: got .*101\.0"):
+        trainer.train()
+    # The run itself finished: the miss is judged after the final checkpoint.
+    assert os.path.isfile(tmp_path / "model_final.pth")
+    top1 = trainer.last_eval_results["classification"]["top1"]
+    args = default_argument_parser().parse_args(["--eval-only", "--resume"])
+    with pytest.raises(ResultsVerificationError):
+        train_or_evaluate(cfg, args, DefaultTrainer)
+    hit = f"[['classification', 'top1', {top1}, 0.01]]"
+    cfg = digits_cfg(tmp_path, **{"TEST.EXPECTED_RESULTS": hit})
+    assert train_or_evaluate(cfg, args, DefaultTrainer)["classification"]["top1"] == top1
+
+
+def test_seed_minus_one_replays_from_config_yaml_even_if_default_setup_is_not_reassigned(
+    tmp_path,
+):
+    # As a subclassing snippet may do: default_setup's returned config (with the drawn
+    # seed) is dropped, and the trainer gets the config with SEED -1.
+    cfg = digits_cfg(tmp_path / "drawn", SEED=-1)
+    default_setup(cfg)
+    DefaultTrainer(cfg).train()
+    replay = get_cfg()
+    replay.merge_from_file(str(tmp_path / "drawn" / "config.yaml"))
+    assert replay.SEED >= 0
+    replay.OUTPUT_DIR = str(tmp_path / "replay")
+    replay.freeze()
+    DefaultTrainer(default_setup(replay)).train()
+    drawn = torch.load(tmp_path / "drawn" / "model_final.pth", weights_only=True)["model"]
+    again = torch.load(tmp_path / "replay" / "model_final.pth", weights_only=True)["model"]
+    assert all(torch.equal(drawn[k], again[k]) for k in drawn)

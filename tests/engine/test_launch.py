@@ -110,6 +110,23 @@ def test_unreachable_master_fails_after_the_timeout_naming_the_address():
     assert not dist.is_initialized()
 
 
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1", "tcp://127.0.0.1:http", "tcp://:29500"])
+def test_tcp_url_without_host_or_port_is_refused_naming_it(url):
+    with pytest.raises(DistributedInitError, match="expected tcp://HOST:PORT") as info:
+        launch(
+            _record,
+            1,
+            num_machines=2,
+            machine_rank=1,
+            dist_url=url,
+            args=([],),
+            timeout=timedelta(seconds=1),  # were the URL not refused, this would fail fast
+            backend="gloo",
+        )
+    assert repr(url) in str(info.value)
+    assert not dist.is_initialized()
+
+
 def test_port_in_use_suggests_another_url():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

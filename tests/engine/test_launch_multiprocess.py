@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from engine_lib.engine.launch import WorkerFailedError, launch
-from tests.engine.dist_helpers import fail_at_iteration, free_port, read_results
+from tests.engine.dist_helpers import (
+    die_on_rank_1,
+    fail_at_iteration,
+    free_port,
+    read_results,
+    record_layout,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HELPERS = "tests.engine.dist_helpers"
@@ -155,3 +161,13 @@ def test_failing_worker_ends_the_job_even_if_a_peer_ignores_sigterm(tmp_path):
     assert "boom on rank 1 at iteration 3" in err
     assert "Traceback" in err and "in before_step" in err  # the worker's own traceback
     _assert_workers_gone(str(tmp_path))
+
+
+def test_the_rendezvous_file_a_dead_job_left_does_not_stop_the_next_job(tmp_path):
+    url = f"file://{tmp_path / 'rendezvous'}"
+    with pytest.raises(WorkerFailedError, match="rank 1 .* exited with code 3"):
+        launch(die_on_rank_1, 2, dist_url=url, args=(3,), backend="gloo")
+    assert (tmp_path / "rendezvous").exists()  # left behind, else the reuse proves nothing
+    # The same --dist-url again: the stale file is removed, not read (which fails the job).
+    launch(record_layout, 2, dist_url=url, args=(str(tmp_path), os.getpid()), backend="gloo")
+    assert [r["all_ranks"] for r in read_results(str(tmp_path), "layout", 2)] == [[0, 1]] * 2

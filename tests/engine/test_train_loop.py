@@ -502,13 +502,15 @@ def test_async_write_metrics_puts_every_iteration_from_a_background_thread():
 
     class SeeThreads(HookBase):
         def before_train(self):
-            original = self.trainer.storage.put_scalar
+            storage = self.trainer.storage
+            for method in ("put_scalar", "put_scalar_series"):
+                original = getattr(storage, method)
 
-            def recording(*args, **kwargs):
-                threads.add(threading.current_thread().name)
-                return original(*args, **kwargs)
+                def recording(*args, original=original, **kwargs):
+                    threads.add(threading.current_thread().name)
+                    return original(*args, **kwargs)
 
-            self.trainer.storage.put_scalar = recording
+                setattr(storage, method, recording)
 
     trainer.register_hooks([SeeThreads()])
     trainer.train(0, 10)

@@ -5,8 +5,14 @@ import logging
 import pytest
 
 from engine_lib.config import get_cfg
-from engine_lib.evaluation import flatten_results_dict, print_csv_format, verify_results
-from engine_lib.utils.errors import ConfigError
+from engine_lib.evaluation import (
+    ResultsVerificationError,
+    check_results,
+    flatten_results_dict,
+    print_csv_format,
+    verify_results,
+)
+from engine_lib.utils.errors import ConfigError, UserError
 
 RESULTS = {"classification": {"top1": 97.5, "top5": 99.75}}
 
@@ -70,3 +76,10 @@ def test_verify_results_rejects_malformed_entries():
         verify_results(_cfg(["classification", "top1", 97.5]), RESULTS)
     with pytest.raises(ConfigError, match="must be numbers"):
         verify_results(_cfg(["classification", "top1", "high", 1]), RESULTS)
+
+
+def test_check_results_raises_on_a_miss_and_passes_otherwise():
+    check_results(_cfg(["classification", "top1", 97.0, 0.6]), RESULTS)
+    with pytest.raises(ResultsVerificationError, match=r"miss\(es\)\): classification/top1: got"):
+        check_results(_cfg(["classification", "top1", 99.0, 0.5]), RESULTS)
+    assert issubclass(ResultsVerificationError, UserError)  # one line and exit code 2

@@ -1,10 +1,14 @@
 """Tests of build_optimizer and get_default_optimizer_params on a tiny real model."""
 
+import ast
+import re
+
 import pytest
 import torch
 from torch import nn
 
 from engine_lib.config import get_cfg
+from engine_lib.modeling import build_model
 from engine_lib.solver import build_optimizer, get_default_optimizer_params, reduce_param_groups
 from engine_lib.utils.errors import ConfigError
 
@@ -184,3 +188,18 @@ def test_cpu_uses_torchs_default_path_and_cuda_uses_fused():
         assert opt.defaults["fused"] is True
         model.heads(torch.randn(2, 4, device="cuda")).sum().backward()
         opt.step()
+
+
+def test_malformed_lr_factors_example_matches_the_builtin_classifier():
+    # The message's example must be a prefix the default model really has, so that a user
+    # who copies it gets a working config rather than the "matches no parameter" error.
+    with pytest.raises(ConfigError) as info:
+        build_optimizer(_cfg(LR_FACTORS=[["head"]]), TinyNet())
+    example = ast.literal_eval(re.search(r"such as (\[\[.*?\]\])", str(info.value)).group(1))
+    cfg = _cfg(LR_FACTORS=example)
+    model = build_model(cfg)
+    opt = build_optimizer(cfg, model)
+    prefix, factor = example[0]
+    boosted = [p for n, p in model.named_parameters() if n.startswith(prefix + ".")]
+    assert boosted
+    assert _group_of(opt, boosted[0])["lr"] == pytest.approx(0.1 * factor)

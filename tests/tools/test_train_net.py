@@ -80,9 +80,11 @@ def test_train_writes_outputs_and_reaches_accuracy(trained):
     assert "classification/top1" in log  # the final metrics table
 
 
-def test_eval_only_reproduces_accuracy(trained, tmp_path):
+def test_eval_only_reproduces_accuracy_and_a_missed_expected_result_fails(trained, tmp_path):
     out, _ = trained
     top1 = [m for m in read_metrics(out) if "classification/top1" in m][-1]["classification/top1"]
+    # An expected top-1 the model cannot reach: the evaluation still runs and reports its
+    # value, then the run fails with exit code 2 and one line naming the miss.
     proc = run_tool(
         "train_net.py",
         "--config-file",
@@ -92,9 +94,14 @@ def test_eval_only_reproduces_accuracy(trained, tmp_path):
         str(out / "model_final.pth"),
         "OUTPUT_DIR",
         str(tmp_path),
+        "TEST.EXPECTED_RESULTS",
+        f"[['classification', 'top1', {top1 + 5:.4f}, 1.0]]",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"{top1:.4f}" in proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: TEST.EXPECTED_RESULTS not met"), last
+    assert f"got {top1:.4f}" in last and "Traceback" not in proc.stderr
 
 
 def test_predict_names_the_class_of_a_png(trained, tmp_path):

@@ -95,6 +95,36 @@ def test_smoothing_hint_must_stay_the_same():
         storage.put_scalar("x", 1.0, smoothing_hint=False)
 
 
+def test_put_scalar_series_equals_put_scalar_one_at_a_time():
+    values = [0.3, 0.1, float("nan"), 2.5, 1e-3]
+    one, series = EventStorage(), EventStorage()
+    for i, v in enumerate(values):
+        one.put_scalar("loss", v, cur_iter=10 + i)
+    with series.name_scope("a"), one.name_scope("a"):
+        series.put_scalar_series("lr", values[:2], [3, 4], smoothing_hint=False)
+        one.put_scalar("lr", values[0], smoothing_hint=False, cur_iter=3)
+        one.put_scalar("lr", values[1], smoothing_hint=False, cur_iter=4)
+    series.put_scalar_series("loss", values[:2], [10, 11])
+    series.put_scalar_series("loss", values[2:], [12, 13, 14])
+    for name in ("loss", "a/lr"):
+        mine, theirs = series.history(name), one.history(name)
+        assert repr(mine.values()) == repr(theirs.values())  # repr: nan == nan
+        assert repr(mine.global_avg()) == repr(theirs.global_avg())
+    assert repr(sorted(series.latest().items())) == repr(sorted(one.latest().items()))
+    assert series.smoothing_hints() == one.smoothing_hints()
+
+
+def test_put_scalar_series_checks_its_input():
+    storage = EventStorage()
+    with pytest.raises(ValueError, match="2 values for 1 iterations"):
+        storage.put_scalar_series("loss", [1.0, 2.0], [0])
+    with pytest.raises(TypeError, match="python floats, got int"):
+        storage.put_scalar_series("loss", [1.0, 2], [0, 1])
+    storage.put_scalar("lr", 0.1, smoothing_hint=False)
+    with pytest.raises(ValueError, match="smoothing_hint=False before"):
+        storage.put_scalar_series("lr", [0.2], [1])
+
+
 def test_history_of_unknown_metric_names_it_and_the_known_ones():
     storage = EventStorage()
     storage.put_scalars(total_loss=1.0, lr=0.1)
@@ -235,6 +265,26 @@ def test_tensorboard_writer_writes_scalars_images_histograms(tmp_path):
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 2.0)]
     assert "sample" in tags["images"]
     assert "weights" in tags["histograms"]
+
+
+def test_tensorboard_writer_puts_each_scalar_under_its_tag_at_its_iteration(tmp_path):
+    # The scalars of an iteration go out as one event of several values.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    writer = TensorboardXWriter(str(tmp_path), window_size=1)
+    with EventStorage() as storage:
+        for _ in range(2):
+            for _ in range(3):
+                storage.put_scalar("loss", 1.0 + storage.iter)
+                storage.put_scalar("lr", 0.5 * storage.iter, smoothing_hint=False)
+                storage.step()
+            writer.write()
+    writer.close()
+
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(2, 3.0), (5, 6.0)]
+    assert [(e.step, e.value) for e in events.Scalars("lr")] == [(2, 1.0), (5, 2.5)]
 
 
 def test_tensorboard_writer_names_the_package_when_missing(monkeypatch, tmp_path):

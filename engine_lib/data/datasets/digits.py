@@ -71,4 +71,7 @@ def load_digits_dicts(split: str, size: Optional[int] = None) -> List[Dict[str, 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    # Image.BILINEAR, not Image.Resampling (Pillow 9.1+): setup.py allows Pillow 8, and
+    # Pillow's type hints declare the constant only under Resampling.
+    resample = Image.BILINEAR  # type: ignore[attr-defined]
+    return np.asarray(Image.fromarray(image).resize((size, size), resample))

@@ -3,7 +3,7 @@
 import logging
 import math
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -33,7 +33,7 @@ class RepeatFactorTrainingSampler(ResumableSampler):
 
     def __init__(
         self,
-        repeat_factors: Sequence[float],
+        repeat_factors: Union[Sequence[float], torch.Tensor],
         shuffle: bool = True,
         seed: Optional[int] = None,
         *,

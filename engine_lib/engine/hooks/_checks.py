@@ -1,24 +1,18 @@
 """Checks hooks run before they write a checkpoint."""
 
 import logging
-import sys
 
 import torch
 from torch import nn
 
+from engine_lib.checkpoint.dist_types import local_tensor
+
 from ..train_loop import TrainerBase
+from .periodic_writer import PeriodicWriter
 
 __all__ = ["check_before_save"]
 
 logger = logging.getLogger(__name__)
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    # A DTensor exists only once torch.distributed.tensor (~0.7 s to import) was imported.
-    dtensor = sys.modules.get("torch.distributed.tensor")
-    return (
-        tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor.DTensor) else tensor
-    )
 
 
 def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
@@ -26,7 +20,9 @@ def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
 
     Flushing the trainer's buffered losses raises ``FloatingPointError`` for a non-finite
     loss; checking the weights also catches a non-finite gradient whose loss was still finite.
-    Costs one device-to-host copy; runs on every rank (the flush is collective).
+    Costs one device-to-host copy; runs on every rank (the flush is collective). Then each
+    ``PeriodicWriter(write_before_save=True)`` writes its pending metrics, so that a run
+    resumed from this checkpoint loses no ``metrics.json`` line.
 
     Args:
         trainer (TrainerBase): the trainer whose metrics are flushed.
@@ -38,7 +34,14 @@ def check_before_save(trainer: TrainerBase, model: nn.Module) -> None:
     trainer.flush_metrics()
     # Under FSDP each rank checks its own shard (a DTensor's local part); every shard is
     # checked by some rank, and the NaN check of a sharded save is not a collective.
-    named = [(name, _local(p.detach())) for name, p in model.named_parameters()]
+    _check_finite(trainer, model)
+    for hook in trainer.hooks:
+        if isinstance(hook, PeriodicWriter) and hook.write_before_save:
+            hook.write_pending()
+
+
+def _check_finite(trainer: TrainerBase, model: nn.Module) -> None:
+    named = [(name, local_tensor(p.detach())) for name, p in model.named_parameters()]
     if not named:
         return
     device = named[0][1].device

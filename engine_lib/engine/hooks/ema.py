@@ -6,8 +6,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
-from torch.distributed.tensor import DTensor, distribute_tensor
 
+from engine_lib.checkpoint.dist_types import is_dtensor, local_tensor
 from engine_lib.checkpoint.state import reshard
 from engine_lib.utils.errors import ConfigError
 
@@ -24,19 +24,17 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _named_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
     # Looked up at every use: buffers may be replaced by new tensors (PreciseBN does so).
-    tensors = dict(model.named_parameters())
+    tensors: Dict[str, torch.Tensor] = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     return tensors
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, DTensor) else t
-
-
 def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``value`` (a whole tensor) sharded like ``target`` when that is a DTensor."""
-    if not isinstance(target, DTensor):
+    if not is_dtensor(target):
         return value
+    from torch.distributed.tensor import distribute_tensor  # loaded, as target is a DTensor
+
     # Every rank holds the whole value: each takes its own shard, with no communication.
     return distribute_tensor(
         value.to(target.device), target.device_mesh, target.placements, src_data_rank=None
@@ -100,12 +98,13 @@ class EMA(HookBase):
     def after_step(self) -> None:
         # A forward without backward since the last step (an evaluation) may have left FSDP
         # parameters gathered: average the shards.
+        assert self._average is not None, "before_train starts the average"
         live = _named_tensors(reshard(self._model))
         # Sharded (DTensor) parameters and plain buffers in one foreach call: on the local
         # shards, which alias the DTensors' storage.
-        current = [_local(live[name].detach()) for name in self._float_names]
+        current = [local_tensor(live[name].detach()) for name in self._float_names]
         current = [t if t.dtype == torch.float32 else t.float() for t in current]
-        average = [_local(self._average[name]) for name in self._float_names]
+        average = [local_tensor(self._average[name]) for name in self._float_names]
         torch._foreach_lerp_(average, current, 1.0 - self._decay)
         for name in self._other_names:
             self._average[name].copy_(live[name])
@@ -156,9 +155,7 @@ class EMA(HookBase):
         # Under FSDP the averages are DTensor shards, like the parameters: a checkpoint holds
         # them whole (gathered on every rank: call it on all ranks, as checkpointers do).
         weights = {} if self._average is None else dict(self._average)
-        weights = {
-            name: t.full_tensor() if isinstance(t, DTensor) else t for name, t in weights.items()
-        }
+        weights = {name: t.full_tensor() if is_dtensor(t) else t for name, t in weights.items()}
         return {"num_updates": self.num_updates, "weights": weights}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -168,6 +165,7 @@ class EMA(HookBase):
             self._average = None
             return
         self._start_average()
+        assert self._average is not None
         unknown = sorted(set(weights) - set(self._average))
         missing = sorted(set(self._average) - set(weights))
         if unknown:

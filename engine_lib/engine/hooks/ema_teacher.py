@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 def _named_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
     # Looked up at every use: buffers may be replaced by new tensors (PreciseBN does so).
-    tensors = dict(model.named_parameters())
+    tensors: Dict[str, torch.Tensor] = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     return tensors
 

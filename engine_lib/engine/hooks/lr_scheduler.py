@@ -42,12 +42,16 @@ class LRScheduler(HookBase):
     @property
     def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         """The scheduler stepped: the one given, else the trainer's ``scheduler``."""
-        return self._scheduler if self._scheduler is not None else self.trainer.scheduler
+        if self._scheduler is not None:
+            return self._scheduler
+        return self.trainer.scheduler  # type: ignore[attr-defined]  # a trainer that has one
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         """The optimizer whose LR is recorded: the one given, else the trainer's."""
-        return self._optimizer if self._optimizer is not None else self.trainer.optimizer
+        if self._optimizer is not None:
+            return self._optimizer
+        return self.trainer.optimizer  # type: ignore[attr-defined]  # a trainer that has one
 
     def before_train(self) -> None:
         groups = self.optimizer.param_groups
@@ -55,9 +59,10 @@ class LRScheduler(HookBase):
         # Looked up once per train(), not at every step (where they were a visible cost).
         self._group = groups[self._group_index]
         self._step = self.scheduler.step
+        self._put_scalar = self.trainer.storage.put_scalar
 
     def after_step(self) -> None:
-        self.trainer.storage.put_scalar("lr", self._group["lr"], smoothing_hint=False)
+        self._put_scalar("lr", self._group["lr"], smoothing_hint=False)
         self._step()
 
     def state_dict(self) -> Dict[str, Any]:

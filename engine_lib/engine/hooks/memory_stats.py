@@ -1,6 +1,7 @@
 """Log CUDA memory statistics periodically."""
 
 import logging
+from typing import Any, Dict
 
 import torch
 
@@ -42,7 +43,7 @@ class TorchMemoryStats(HookBase):
             return
         if not self.every_n_iters(self._period):
             return
-        stats = {
+        stats: Dict[str, Any] = {  # Any: float values, unlike put_scalars' cur_iter
             "max_reserved_mem": torch.cuda.max_memory_reserved() / _MB,
             "reserved_mem": torch.cuda.memory_reserved() / _MB,
             "max_allocated_mem": torch.cuda.max_memory_allocated() / _MB,

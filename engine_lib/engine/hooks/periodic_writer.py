@@ -31,18 +31,31 @@ class PeriodicWriter(HookBase):
     This hook does not flush the trainer's metrics itself, so it may run on the main process
     only.
 
+    With ``write_before_save=True`` the hooks that save a checkpoint first write what is
+    pending (:meth:`write_pending`, called from their pre-save check), so a checkpoint of
+    iteration i is only written once every metric up to i is on disk: an evaluation at an
+    epoch end that is not a multiple of ``period``, followed by a checkpoint and a kill, would
+    otherwise never reach ``metrics.json`` (the resumed run does not evaluate it again).
+
     Args:
         writers (list[EventWriter]): the writers.
         period (int): write every this many iterations. Default: 20.
         background (bool): write on a background thread; False: in ``after_step`` itself,
             as detectron2 does. Default: True.
+        write_before_save (bool): write pending metrics before every checkpoint save (the
+            writers then also write at checkpoint iterations). Default: False.
 
     Raises:
         TypeError: if a writer is not an :class:`EventWriter`.
     """
 
     def __init__(
-        self, writers: Sequence[EventWriter], period: int = 20, *, background: bool = True
+        self,
+        writers: Sequence[EventWriter],
+        period: int = 20,
+        *,
+        background: bool = True,
+        write_before_save: bool = False,
     ) -> None:
         for w in writers:
             if not isinstance(w, EventWriter):
@@ -51,6 +64,9 @@ class PeriodicWriter(HookBase):
         self._period = period
         self._background = background
         self._thread: Optional[WriterThread] = None
+        self.write_before_save = write_before_save
+        # The iteration last written, so a save right after a periodic write adds no line.
+        self._written_iter: Optional[int] = None
 
     def before_train(self) -> None:
         if self._background:
@@ -58,6 +74,7 @@ class PeriodicWriter(HookBase):
             self.trainer.storage.add_flush_callback(self.flush)
 
     def _write(self) -> None:
+        self._written_iter = self.trainer.iter
         if self._thread is not None:
             self._thread.write(self.trainer.storage)
         else:
@@ -72,8 +89,21 @@ class PeriodicWriter(HookBase):
         if self._thread is not None:
             self._thread.flush()
 
+    def write_pending(self) -> None:
+        """Write what the storage holds up to this iteration now, and wait until it is written.
+
+        Called before a checkpoint save (see ``write_before_save``); does nothing new when
+        this iteration was written already.
+
+        Raises:
+            Exception: the first error a background write raised.
+        """
+        if self._written_iter != self.trainer.iter:
+            self._write()
+        self.flush()
+
     def after_step(self) -> None:
-        if self.every_n_iters_or_last(self._period):
+        if self.every_n_iters_or_last(self._period) and self._written_iter != self.trainer.iter:
             self._write()
 
     def after_train(self) -> None:

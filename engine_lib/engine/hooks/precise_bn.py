@@ -2,6 +2,7 @@
 
 import logging
 import warnings
+from types import ModuleType
 from typing import Iterable, Iterator, Optional
 
 import torch
@@ -16,7 +17,7 @@ __all__ = ["PreciseBN"]
 logger = logging.getLogger(__name__)
 
 
-def _precise_bn():
+def _precise_bn() -> ModuleType:
     """fvcore's ``precise_bn`` module, imported on first use: importing ``fvcore.nn`` runs
     ``torch.jit.script`` on an unrelated loss function, a share of every start-up otherwise."""
     with warnings.catch_warnings():

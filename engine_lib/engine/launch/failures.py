@@ -3,7 +3,9 @@
 torch's ``ProcessRaisedException`` names the worker whose failure ``join`` noticed first,
 which is often a peer that died of the real failure (its connection closed); its message
 carries no rank. Here the earliest traceback is chosen as the cause and named by global
-rank. A :class:`~engine_lib.utils.errors.UserError` in a worker (a bad config value) is
+rank; "earliest" is when each worker raised (:func:`record_failure_time`, written before the
+worker closes its connections), not when its traceback file was written. A
+:class:`~engine_lib.utils.errors.UserError` in a worker (a bad config value) is
 passed to the parent as a pickle, so that the user sees one line rather than a traceback:
 torch's error files hold only the traceback text.
 """
@@ -11,7 +13,8 @@ torch's error files hold only the traceback text.
 import logging
 import os
 import pickle
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch.multiprocessing as mp
 
@@ -24,6 +27,7 @@ __all__ = [
     "stopped_workers",
     "save_user_error",
     "load_user_error",
+    "record_failure_time",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,20 +86,55 @@ def load_user_error(path: str) -> Optional[UserError]:
     return error if isinstance(error, UserError) else None
 
 
-def _tracebacks(error_files: List[str]) -> List[Tuple[float, int, str]]:
-    """(time written, local index, traceback) of every worker that raised, oldest first."""
+def record_failure_time(directory: str, local_rank: int) -> None:
+    """Note in ``directory`` that worker ``local_rank`` raised now (``<local_rank>.failed_at``).
+
+    Call it where the error is caught, before the process group is destroyed: that closes
+    the worker's connections, so a peer blocked in a collective raises too and may write its
+    traceback file first, although it failed second.
+
+    Args:
+        directory (str): the job's directory for worker records (``Job.user_error_dir``);
+            nothing is written when empty.
+        local_rank (int): the worker's index on this machine.
+    """
+    if not directory:
+        return
+    try:
+        with open(os.path.join(directory, f"{local_rank}.failed_at"), "w") as f:
+            f.write(repr(time.time()))
+    except OSError as e:  # the record only orders failures; the error itself matters more
+        logger.warning("Could not record when worker %d failed: %s", local_rank, e)
+
+
+def _failure_time(error_file: str, record_dir: str, index: int) -> float:
+    """When worker ``index`` raised: its ``.failed_at`` record, else its error file's mtime."""
+    try:
+        with open(os.path.join(record_dir, f"{index}.failed_at")) as f:
+            return float(f.read())
+    except (OSError, ValueError):
+        return os.path.getmtime(error_file)
+
+
+def _tracebacks(error_files: List[str], record_dir: str = "") -> List[Tuple[float, int, str]]:
+    """(time raised, local index, traceback) of every worker that raised, first raiser first."""
     raised = []
     for index, path in enumerate(error_files):
         try:
             with open(path, "rb") as f:
-                raised.append((os.path.getmtime(path), index, pickle.load(f)))
+                traceback = pickle.load(f)
+            raised.append((_failure_time(path, record_dir, index), index, traceback))
         except (OSError, EOFError, pickle.UnpicklingError):
             continue
     return sorted(raised)
 
 
 def describe_failure(
-    context: Any, error: Exception, rank_of: Callable[[int], int], stopped: Sequence[int] = ()
+    context: Any,
+    error: Union[mp.ProcessRaisedException, mp.ProcessExitedException],
+    rank_of: Callable[[int], int],
+    stopped: Sequence[int] = (),
+    record_dir: str = "",
 ) -> WorkerFailedError:
     """Describe the worker that failed first, from the traceback files the workers wrote.
 
@@ -105,11 +144,13 @@ def describe_failure(
         rank_of (callable): the global rank of a local worker index.
         stopped (sequence of int): local indices of the workers :func:`stopped_workers` last
             found stopped; such a worker is the cause. Default: none.
+        record_dir (str): where the workers' :func:`record_failure_time` records are;
+            without one, the traceback files' times order the failures. Default: none.
 
     Returns:
         WorkerFailedError: naming the first failure, then those that followed it.
     """
-    raised = _tracebacks(context.error_files)
+    raised = _tracebacks(context.error_files, record_dir)
     if stopped:
         return _stopped_failure(context, stopped, raised, rank_of)
     first = error.error_index
@@ -161,7 +202,7 @@ def _is_stopped(pid: int) -> bool:
 
 
 def _stopped_failure(
-    context: Any, stopped: List[int], raised: List[Tuple[float, int, str]], rank_of: Callable
+    context: Any, stopped: Sequence[int], raised: List[Tuple[float, int, str]], rank_of: Callable
 ) -> WorkerStoppedError:
     index = stopped[0]
     pid = context.processes[index].pid

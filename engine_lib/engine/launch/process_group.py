@@ -14,6 +14,7 @@ import torch.distributed as dist
 from engine_lib.utils import comm
 from engine_lib.utils.errors import ConfigError
 
+from .failures import record_failure_time
 from .job import Job
 from .rendezvous import init_process_group
 
@@ -43,6 +44,11 @@ def run_in_process_group(job: Job, local_rank: int) -> None:
         comm.synchronize()
         job.main_func(*job.args)
         succeeded = True
+    except Exception:
+        # Now, before the group is destroyed below: that wakes peers blocked in a collective
+        # with errors of their own, which must not pass for the cause.
+        record_failure_time(job.user_error_dir, local_rank)
+        raise
     finally:
         # After a failure peers may still wait in a collective, and NCCL's teardown can then
         # block: leave it to process exit. Gloo's is immediate, and lets a caller that catches

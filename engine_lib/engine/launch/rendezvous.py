@@ -7,7 +7,8 @@ torchrun); the same loopback store for a one-machine job with a loopback ``tcp:/
 default ``--dist-url``); a rendezvous with its own, shorter timeout that waits for an
 unreachable address quietly (torch's store client logs a C++ warning per retry); and a
 :class:`DistributedInitError` that says which address did not answer and what to check,
-where torch reports a timeout or ``EADDRINUSE``.
+where torch reports a timeout or ``EADDRINUSE``. A one-machine job removes the stale file
+of a ``file://`` rendezvous an earlier job left behind.
 """
 
 import contextlib
@@ -18,7 +19,7 @@ import os
 import socket
 import time
 from datetime import timedelta
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 from urllib.parse import urlparse
 
 import torch.distributed as dist
@@ -44,6 +45,7 @@ def hosting_rendezvous(job: Job) -> Iterator[Job]:
         Job: ``job`` with the ``tcp://127.0.0.1:PORT`` of the store this process hosts (the
         job itself when its ``init_method`` is not ``"auto"``).
     """
+    _remove_stale_file_store(job)
     port = _loopback_port(job)
     if port is None:
         yield job
@@ -59,6 +61,30 @@ def hosting_rendezvous(job: Job) -> Iterator[Job]:
         )
     finally:
         del store  # kept alive until the workers are done with it
+
+
+def _remove_stale_file_store(job: Job) -> None:
+    """Remove the file of a ``file://`` rendezvous left by an earlier job on this machine.
+
+    torch's ``FileStore`` keeps its file when a job ends badly, and a new job that meets in
+    it reads the old job's keys and gives up (at the full timeout, "gave up after 0:30:00").
+    Only a one-machine job spawned from here may remove it: no process of this job has
+    opened the file yet, and no other machine can be using it for this job.
+    """
+    parsed = urlparse(job.init_method)
+    one_machine = job.world_size == job.local_world_size and job.local_rank is None
+    if not (one_machine and parsed.scheme == "file"):
+        return
+    path = parsed.path
+    if os.path.exists(path):
+        try:
+            os.remove(path)
+        except OSError as e:
+            raise DistributedInitError(
+                f"The rendezvous file {path} of --dist-url {job.init_method} is left from an "
+                f"earlier job and cannot be removed ({e}); remove it, or use another path."
+            ) from e
+        logger.warning("Removed the rendezvous file %s, left by an earlier job.", path)
 
 
 def _loopback_port(job: Job) -> Optional[int]:
@@ -120,9 +146,10 @@ def init_process_group(job: Job, rank: int) -> None:
             and what to check.
     """
     parsed = urlparse(job.init_method)
+    address = _tcp_address(job.init_method) if parsed.scheme == "tcp" else None
     try:
-        if parsed.scheme == "tcp":
-            store = _tcp_store(job, rank, parsed.hostname, parsed.port)
+        if address is not None:
+            store: dist.Store = _tcp_store(job, rank, *address)
             dist.init_process_group(
                 job.backend, store=store, rank=rank, world_size=job.world_size, timeout=job.timeout
             )
@@ -153,6 +180,19 @@ def init_process_group(job: Job, rank: int) -> None:
             )
     except (RuntimeError, ValueError, OSError) as e:
         raise DistributedInitError(_init_error_message(e, job, rank)) from e
+
+
+def _tcp_address(url: str) -> Tuple[str, int]:
+    # launch()'s dist_url is not checked as the command line's --dist-url is; without this,
+    # a missing port reached TCPStore as None (a TypeError naming neither URL nor fix).
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if not parsed.hostname or port is None:
+        raise DistributedInitError(f"dist_url {url!r} is not valid: expected tcp://HOST:PORT")
+    return parsed.hostname, port
 
 
 def _tcp_store(job: Job, rank: int, host: str, port: int) -> dist.TCPStore:

@@ -66,7 +66,9 @@ def spawn(job: Job) -> None:
                     stopped = stopped_workers(context.processes)
             except mp.ProcessExitedException as e:
                 if e.exit_code != PREEMPTED_EXIT_CODE:
-                    raise describe_failure(context, e, job.rank_of, stopped) from None
+                    raise describe_failure(
+                        context, e, job.rank_of, stopped, user_error_dir
+                    ) from None
                 # The ranks saved and exited at the same iteration (they synchronize first),
                 # so the others are gone or about to be: the job as a whole was preempted.
                 for process in context.processes:
@@ -74,7 +76,7 @@ def spawn(job: Job) -> None:
                 logger.warning("The workers were preempted and saved a checkpoint; exiting.")
                 raise TrainingPreempted(-1) from None
             except mp.ProcessRaisedException as e:
-                failure = describe_failure(context, e, job.rank_of, stopped)
+                failure = describe_failure(context, e, job.rank_of, stopped, user_error_dir)
                 user_error = load_user_error(os.path.join(user_error_dir, f"{failure.index}.pkl"))
                 raise (user_error or failure) from None
             finally:

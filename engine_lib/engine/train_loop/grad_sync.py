@@ -2,11 +2,12 @@
 
 import contextlib
 import logging
-import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from engine_lib.checkpoint.dist_types import is_fsdp_module
 
 __all__ = ["skip_grad_sync"]
 
@@ -28,18 +29,12 @@ def skip_grad_sync(model: nn.Module) -> Iterator[None]:
     if isinstance(model, DistributedDataParallel):
         with model.no_sync():
             yield
-    elif _is_fsdp(model):
-        model.set_requires_gradient_sync(False)
+    elif is_fsdp_module(model):
+        fsdp_model: Any = model  # an FSDPModule, a class not imported here (see dist_types)
+        fsdp_model.set_requires_gradient_sync(False)
         try:
             yield
         finally:
-            model.set_requires_gradient_sync(True)
+            fsdp_model.set_requires_gradient_sync(True)
     else:
         yield
-
-
-def _is_fsdp(model: nn.Module) -> bool:
-    # torch.distributed.fsdp costs ~0.7 s to import: a model can only be sharded once something
-    # (engine_lib.engine.parallel) imported it, so it is not imported here for the check.
-    fsdp = sys.modules.get("torch.distributed.fsdp")
-    return fsdp is not None and isinstance(model, fsdp.FSDPModule)

@@ -3,7 +3,7 @@
 import logging
 from typing import TYPE_CHECKING, Any, Dict
 
-from engine_lib.utils.periodic import every_n_iters
+from engine_lib.utils.periodic import every_n_iters, every_n_iters_or_last
 
 if TYPE_CHECKING:
     from .trainer_base import TrainerBase
@@ -83,7 +83,9 @@ class HookBase:
         Args:
             n (int): the period in iterations (<= 0: only the last iteration).
         """
-        return self.every_n_iters(n) or self.is_last_iter()
+        # One call, not three: the periodic hooks (writer, checkpointer) ask at every step.
+        trainer = self.trainer
+        return every_n_iters_or_last(trainer.iter, n, trainer.max_iter)
 
     def training_completed(self) -> bool:
         """Return True in :meth:`after_train` when every iteration ran (no exception, no

@@ -23,8 +23,13 @@ __all__ = ["SimpleTrainer", "AMPTrainer"]
 logger = logging.getLogger(__name__)
 
 _AUTOCAST_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-# detectron2's AMPTrainer takes a torch dtype as its precision.
-_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+# detectron2's AMPTrainer takes a torch dtype as its precision (names, also looked up here,
+# pass through).
+_DTYPE_NAMES: Dict[Union[str, torch.dtype], str] = {
+    torch.float32: "fp32",
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+}
 
 
 def _model_device_type(model: nn.Module) -> str:
@@ -180,7 +185,7 @@ class SimpleTrainer(TrainerBase):
         """
         self._data_loader_iter_obj = None
         if callable(data_loader) and not isinstance(data_loader, Iterable):
-            self.data_loader = None
+            self.data_loader = None  # type: ignore[assignment]  # released before the new one
             data_loader = data_loader()
         self.data_loader = data_loader
 

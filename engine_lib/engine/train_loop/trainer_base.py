@@ -52,7 +52,8 @@ class TrainerBase:
         self.iter = 0
         self.start_iter = 0
         self.max_iter = 0
-        self.storage: Optional[EventStorage] = None
+        # None outside train(); typed as set, since hooks and run_step only run inside it.
+        self.storage: EventStorage = None  # type: ignore[assignment]
         self._completed = False
         self._stop_reason: Optional[str] = None
 
@@ -70,14 +71,14 @@ class TrainerBase:
         Raises:
             TypeError: if an entry is neither a :class:`HookBase` nor None.
         """
-        hooks = [h for h in hooks if h is not None]
-        for h in hooks:
+        kept = [h for h in hooks if h is not None]
+        for h in kept:
             if not isinstance(h, HookBase):
                 raise TypeError(f"register_hooks() takes HookBase objects, got {h!r}")
             # A weak reference: the trainer owns its hooks, not the other way round, so that
             # dropping the trainer frees it (and its model) without waiting for the GC.
             h.trainer = weakref.proxy(self)
-        self._hooks.extend(hooks)
+        self._hooks.extend(kept)
         self._hook_calls = {
             p: [getattr(h, p) for h in self._hooks if _overrides(h, p)] for p in _HOOK_POINTS
         }

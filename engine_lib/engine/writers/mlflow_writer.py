@@ -51,7 +51,7 @@ class MLflowWriter(TrackerWriter):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self._experiment = experiment_name
         self._run_name = run_name or None
-        self._client: Optional[Any] = None
+        self._client: Any = None  # an MlflowClient, from _start on
 
     @classmethod
     def from_config(cls, cfg: Any) -> "MLflowWriter":

@@ -24,25 +24,31 @@ WRITER_REGISTRY = Registry("WRITER")
 
 
 @WRITER_REGISTRY.register("console")
-def _console(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int):
+def _console(
+    cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int
+) -> EventWriter:
     """The console line: losses, LR, times, ETA (and "epoch: e/E" when epochs are known)."""
     return CommonMetricPrinter(max_iter, iters_per_epoch=iters_per_epoch)
 
 
 @WRITER_REGISTRY.register("json")
-def _json(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int):
+def _json(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int) -> EventWriter:
     """``OUTPUT_DIR/metrics.json``, one JSON line per written iteration."""
     return JSONWriter(os.path.join(output_dir, "metrics.json"))
 
 
 @WRITER_REGISTRY.register("tensorboard")
-def _tensorboard(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int):
+def _tensorboard(
+    cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int
+) -> EventWriter:
     """TensorBoard event files in ``OUTPUT_DIR``."""
     return TensorboardXWriter(output_dir)
 
 
 @WRITER_REGISTRY.register("mlflow")
-def _mlflow(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int):
+def _mlflow(
+    cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int
+) -> EventWriter:
     """An MLflow run (``TRACKER.MLFLOW.*``); needs ``pip install -e ".[mlflow]"``."""
     from .mlflow_writer import MLflowWriter
 
@@ -50,7 +56,7 @@ def _mlflow(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch:
 
 
 @WRITER_REGISTRY.register("wandb")
-def _wandb(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int):
+def _wandb(cfg: Any, output_dir: str, max_iter: Optional[int], iters_per_epoch: int) -> EventWriter:
     """A Weights & Biases run, offline by default (``TRACKER.WANDB.*``); needs ``.[wandb]``."""
     from .wandb_writer import WandbWriter
 

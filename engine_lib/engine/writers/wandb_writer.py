@@ -42,7 +42,7 @@ class WandbWriter(TrackerWriter):
         self._wandb = import_tracker("wandb", "wandb", "wandb")
         self._project, self._entity, self._name = project, entity or None, run_name or None
         self._mode = mode or os.environ.get("WANDB_MODE") or "offline"
-        self._run: Optional[Any] = None
+        self._run: Any = None  # wandb's Run, between _start and _finish
 
     @classmethod
     def from_config(cls, cfg: Any) -> "WandbWriter":

@@ -56,6 +56,9 @@ class ImageClassifier(nn.Module):
     tensor). Nothing in the forward pass waits for the device, so training stays sync-free.
     """
 
+    pixel_mean: torch.Tensor  # buffers, registered in __init__
+    pixel_std: torch.Tensor
+
     @configurable
     def __init__(
         self,

@@ -51,9 +51,10 @@ class BackgroundRunner:
     def raise_errors(self) -> None:
         """Re-raise the error of the earliest finished task that failed; do not wait."""
         for future in self._futures:
-            if future.done() and future.exception() is not None:
+            error = future.exception() if future.done() else None  # exception() would wait
+            if error is not None:
                 self._futures.remove(future)
-                raise future.exception()
+                raise error
 
     def wait(self) -> None:
         """Wait for every submitted task; re-raise the first error among them.

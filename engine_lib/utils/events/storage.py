@@ -6,7 +6,18 @@ import statistics
 import threading
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    SupportsFloat,
+    Tuple,
+    cast,
+)
 
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
@@ -33,12 +44,29 @@ class _HistoryBuffer(HistoryBuffer):
     the same values.
     """
 
+    # fvcore's attributes (fvcore ships no types), declared for the running mean in extend().
+    _count: int
+    _global_avg: float
+
     def median(self, window_size: int) -> float:
         return statistics.median([x[0] for x in self._data[-window_size:]])
 
     def avg(self, window_size: int) -> float:
         window = self._data[-window_size:]
         return sum(x[0] for x in window) / len(window)
+
+    def extend(self, values: Sequence[float], iterations: Sequence[int]) -> None:
+        """``update(value, iteration)`` for each pair, in order, with one call."""
+        self._data.extend(zip(values, iterations))
+        excess = len(self._data) - self._max_length
+        if excess > 0:
+            del self._data[:excess]
+        # fvcore's running mean, step by step, so that the average is the same to the bit.
+        count, mean = self._count, self._global_avg
+        for value in values:
+            count += 1
+            mean += (value - mean) / count
+        self._count, self._global_avg = count, mean
 
 
 def get_event_storage() -> "EventStorage":
@@ -63,7 +91,7 @@ def has_event_storage() -> bool:
     return bool(_CURRENT_STORAGE_STACK) or bool(getattr(_THREAD_STORAGE, "stack", None))
 
 
-def _tail_copy(buffer: HistoryBuffer, length: int) -> HistoryBuffer:
+def _tail_copy(buffer: HistoryBuffer, length: int) -> _HistoryBuffer:
     """A new buffer with the last ``length`` values of ``buffer`` and its global average."""
     copy = _HistoryBuffer(buffer._max_length)
     copy._data = buffer._data[-length:]
@@ -88,7 +116,7 @@ class EventStorage:
         Args:
             start_iter (int): the iteration training starts (or resumes) at. Default: 0.
         """
-        self._history: Dict[str, HistoryBuffer] = defaultdict(_HistoryBuffer)
+        self._history: Dict[str, _HistoryBuffer] = defaultdict(_HistoryBuffer)
         self._smoothing_hints: Dict[str, bool] = {}
         self._latest_scalars: Dict[str, Tuple[float, int]] = {}
         self._iter = int(start_iter)
@@ -150,7 +178,9 @@ class EventStorage:
                     f"put_scalar({name!r}) needs a real number, got {type(value).__name__}: "
                     f"{value!r}"
                 )
-            value = float(value)
+            # numbers.Number declares no __float__; every real one (complex is refused above)
+            # has it.
+            value = float(cast(SupportsFloat, value))
         previous_hint = self._smoothing_hints.setdefault(name, smoothing_hint)
         if previous_hint != smoothing_hint:
             raise ValueError(
@@ -163,6 +193,53 @@ class EventStorage:
         # work on copies, which the GIL makes atomic; the two threads put different names.
         self._history[name].update(value, cur_iter)
         self._latest_scalars[name] = (value, cur_iter)
+
+    def put_scalar_series(
+        self,
+        name: str,
+        values: Sequence[float],
+        iterations: Sequence[int],
+        smoothing_hint: bool = True,
+    ) -> None:
+        """Record one scalar's values at several iterations, as :meth:`put_scalar` would one
+        at a time, in order.
+
+        The trainer puts the losses it gathers every ``gather_metric_period`` iterations
+        this way: one call per name instead of one per name and iteration.
+
+        Args:
+            name (str): the metric name; prefixed by the active :meth:`name_scope`.
+            values (sequence[float]): python floats.
+            iterations (sequence[int]): the iteration of each value.
+            smoothing_hint (bool): as in :meth:`put_scalar`. Default: True.
+
+        Raises:
+            TypeError: if a value is not a python float.
+            ValueError: if the lengths differ, or ``smoothing_hint`` differs from the earlier
+                one for this name.
+        """
+        name = self._prefix + name
+        if len(values) != len(iterations):
+            raise ValueError(
+                f"put_scalar_series({name!r}) got {len(values)} values for "
+                f"{len(iterations)} iterations."
+            )
+        if not values:
+            return
+        for value in values:
+            if type(value) is not float:
+                raise TypeError(
+                    f"put_scalar_series({name!r}) needs python floats, got "
+                    f"{type(value).__name__}: {value!r}"
+                )
+        previous_hint = self._smoothing_hints.setdefault(name, smoothing_hint)
+        if previous_hint != smoothing_hint:
+            raise ValueError(
+                f"Scalar {name!r} was put with smoothing_hint={previous_hint} before and "
+                f"smoothing_hint={smoothing_hint} now; use one value per name."
+            )
+        self._history[name].extend(values, iterations)
+        self._latest_scalars[name] = (values[-1], int(iterations[-1]))
 
     def put_scalars(
         self, *, smoothing_hint: bool = True, cur_iter: Optional[int] = None, **kwargs: Any

@@ -1,6 +1,7 @@
 """Writers run on a background thread, each write fed with a snapshot of the storage."""
 
 import logging
+import sys
 from typing import List, Sequence
 
 from .background import BackgroundRunner
@@ -21,10 +22,16 @@ def _write_all(writers: List[EventWriter], snapshot: EventStorage) -> None:
             try:
                 writer.write()
             except Exception as e:
-                e.add_note(
+                where = (
                     f"(raised by {type(writer).__name__}.write() at iteration {snapshot.iter}, "
                     "on the writer thread)"
                 )
+                # add_note is Python 3.11+; before it, calling it would replace the writer's
+                # error with an AttributeError.
+                if sys.version_info >= (3, 11):
+                    e.add_note(where)
+                else:
+                    logger.error("%s failed %s", type(e).__name__, where)
                 raise
 
 

@@ -22,7 +22,7 @@ _LOCAL_HOSTS = ("localhost", "::1", "0.0.0.0")
 
 def is_local_host(host: Optional[str]) -> bool:
     """Whether ``host`` (of a ``--dist-url``) names this machine only: loopback or any."""
-    return bool(host) and (host in _LOCAL_HOSTS or host.startswith("127."))
+    return host is not None and (host in _LOCAL_HOSTS or host.startswith("127."))
 
 
 @dataclass(frozen=True)
