@@ -187,8 +187,8 @@ MUTATIONS: List[Mutation] = [
     _m(
         "ema_eval_off",
         "engine_lib/engine/default_hooks.py",
-        "        with_ema = ema is not None and cfg.MODEL.EMA.EVAL_WITH_EMA",
-        "        with_ema = False",
+        "        eval_ema = ema if cfg.MODEL.EMA.EVAL_WITH_EMA else None",
+        "        eval_ema = None",
         [f"{_RESUME}::test_eval_with_ema_evaluates_the_averaged_weights"],
         "MODEL.EMA.EVAL_WITH_EMA is ignored",
     ),
