@@ -11,7 +11,7 @@ so an interrupted run (Ctrl-C, a timeout) leaves the checkout as it was.
 
 Usage::
 
-    python tools/mutation_test.py            # run every mutation (about 15 minutes on 2 cores)
+    python tools/mutation_test.py            # run every mutation (about 7 minutes on 2 cores)
     python tools/mutation_test.py --list     # the mutations and their tests
     python tools/mutation_test.py --only rng_restore --only sampler_position
     python tools/mutation_test.py --check    # every snippet still exists, once (fast, for CI)
