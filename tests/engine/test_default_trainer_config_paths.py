@@ -122,16 +122,11 @@ class _GradNorms(HookBase):
         self.norms = []
 
     def before_train(self):
-        optimizer = self.trainer.optimizer
-        step = optimizer.step
+        self.trainer.optimizer.register_step_post_hook(self._record)
 
-        def recording_step(*args, **kwargs):
-            result = step(*args, **kwargs)  # clipping happens inside the step
-            grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
-            self.norms.append(max(float(g.norm()) for g in grads if g is not None))
-            return result
-
-        optimizer.step = recording_step
+    def _record(self, optimizer, args, kwargs):
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
+        self.norms.append(max(float(g.norm()) for g in grads if g is not None))
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -59,3 +59,8 @@ def test_run_mutation_reports_caught_and_survived_and_restores_the_file(tmp_path
 def test_an_unknown_name_is_an_error(capsys):
     assert mutation_test.main(["--check", "--only", "no_such_mutation"]) == 2
     assert "no_such_mutation" in capsys.readouterr().err
+
+
+def test_a_k_selection_runs_alone_so_it_filters_only_its_own_file():
+    runs = mutation_test._runs(["a.py", "b.py -k ema", "c.py::test_x"])
+    assert runs == [["a.py", "c.py::test_x"], ["b.py -k ema"]]
