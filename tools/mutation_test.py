@@ -365,6 +365,39 @@ MUTATIONS: List[Mutation] = [
         ["tests/engine/test_default_trainer_config_paths.py -k precise_bn"],
         "TEST.PRECISE_BN.ENABLED builds no hook",
     ),
+    # --- what the docs promise (issue 19, part 0) and the resume comparator (part 3) ----
+    _m(
+        "resume_compare_nan_to_num",
+        "tools/resume_judge.py",
+        "    return tensor.contiguous().view(_INT_OF_SIZE[tensor.element_size()])",
+        "    return tensor.nan_to_num()",
+        ["tests/tools/test_resume_check_compare.py"],
+        "resume_check calls NaN equal to 0.0 and +inf equal to the largest float",
+    ),
+    _m(
+        "expected_results_ignored",
+        "engine_lib/engine/trainer.py",
+        "            check_results(self.cfg, self.last_eval_results)",
+        "            pass",
+        ["tests/engine/test_default_trainer.py -k missed_expected_result"],
+        "a missed TEST.EXPECTED_RESULTS only logs, the run succeeds",
+    ),
+    _m(
+        "job_seed_redrawn",
+        "engine_lib/config/resolve.py",
+        "        resolved.SEED = job_seed(resolved)",
+        "        resolved.SEED = draw_seed() if resolved.SEED < 0 else resolved.SEED",
+        ["tests/engine/test_default_trainer.py -k seed_minus_one_replays"],
+        "the trainer draws another seed than default_setup: config.yaml does not replay the run",
+    ),
+    _m(
+        "pending_metrics_not_written_before_save",
+        "engine_lib/engine/hooks/_checks.py",
+        "        if isinstance(hook, PeriodicWriter) and hook.write_before_save:",
+        "        if False:",
+        ["tests/tools/test_resume_check_epochs.py"],
+        "an evaluation line is lost when a run is killed after a checkpoint (periods in epochs)",
+    ),
 ]
 
 
