@@ -149,3 +149,42 @@ def test_data_loader_is_not_touched_before_training(tmp_path):
     assert pulled == []
     trainer.train(0, 1)
     assert pulled == [1]
+
+
+class _ReadMetrics(hooks.HookBase):
+    """Reads metrics.json right after iteration ``at``: what a SIGKILL there would leave."""
+
+    def __init__(self, path, at):
+        self.path, self.at, self.lines = path, at, None
+
+    def after_step(self):
+        if self.trainer.iter == self.at:
+            text = self.path.read_text() if self.path.exists() else ""
+            self.lines = [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("write_before_save", [True, False])
+def test_pending_metrics_are_written_before_a_checkpoint_save(tmp_path, write_before_save):
+    # An evaluation and a save at iteration 2, a writer period of 100: a kill at iteration 3
+    # must not lose the evaluation line that the checkpoint's state says was done.
+    metrics = tmp_path / "metrics.json"
+    probe = _ReadMetrics(metrics, at=3)
+
+    def hook_list(checkpointer):
+        return [
+            hooks.EvalHook(3, lambda: {"val": {"acc": 0.5}}),
+            hooks.PeriodicCheckpointer(checkpointer, period=3),
+            probe,
+            hooks.PeriodicWriter(
+                [JSONWriter(str(metrics))], period=100, write_before_save=write_before_save
+            ),
+        ]
+
+    trainer, _ = _trainer_with_checkpointer(tmp_path, hook_list)
+    trainer.train(0, 5)
+    iterations = [r["iteration"] for r in probe.lines]
+    if write_before_save:
+        assert iterations == [2]
+        assert probe.lines[0]["val/acc"] == 0.5
+    else:
+        assert iterations == []
