@@ -4,8 +4,9 @@ Both loops run the same model, data, optimizer and LR schedule in the same proce
 engine adds what a ``DefaultTrainer`` run adds per iteration: the hook calls, IterationTimer,
 LRScheduler, PeriodicWriter (every 20 iterations, with ``default_writers`` as DefaultTrainer
 builds them: the console printer, metrics.json and TensorBoard, all writing to a temporary
-directory; on its background thread unless ``--sync-writers``), a PeriodicCheckpointer whose
-period exceeds the run, and
+directory; where ``PeriodicWriter`` puts them by default, ``--writers auto``: these three on
+the training thread, unlike experiment trackers; ``--writers thread`` puts them on its
+background thread), a PeriodicCheckpointer whose period exceeds the run, and
 the trainer's own bookkeeping (loss buffering, data time, sample count, metric gathers every
 20 iterations). The checkpointer is built with ``save_to_disk=False``: the final checkpoint
 the hook writes at the last iteration is work the plain loop does not do.
@@ -19,6 +20,7 @@ Usage::
 
     python benchmarks/trainer_overhead.py                  # the three workloads, CPU
     python benchmarks/trainer_overhead.py --breakdown      # + each hook's and writer's cost
+    python benchmarks/trainer_overhead.py --writers thread # every writer on the writer thread
     python benchmarks/trainer_overhead.py --device cuda --repeats 7
 """
 
@@ -150,6 +152,7 @@ class _TimedWriter(EventWriter):
     def __init__(self, writer: EventWriter) -> None:
         self._writer = writer
         self._name = type(writer).__name__
+        self.background = writer.background  # where PeriodicWriter("auto") writes it
 
     def write(self) -> None:
         start = time.perf_counter()
@@ -165,7 +168,7 @@ class _TimedWriter(EventWriter):
 _LEVELS = ["SimpleTrainer", "+ IterationTimer", "+ LRScheduler", "+ PeriodicCheckpointer"]
 _LEVELS += ["+ PeriodicWriter: console", "+ metrics.json", "+ TensorBoard"]
 _ALL = len(_LEVELS) - 1
-_SYNC_WRITERS = False  # --sync-writers
+_WRITERS = "auto"  # --writers: PeriodicWriter's background argument
 
 
 def run_engine(
@@ -205,7 +208,7 @@ def _engine_hooks(level: int, trainer: SimpleTrainer, iters: int, out_dir: str) 
             hooks.PeriodicWriter(
                 [_TimedWriter(w) for w in writers],
                 period=trainer.gather_metric_period,
-                background=not _SYNC_WRITERS,
+                background={"auto": "auto", "thread": True, "inline": False}[_WRITERS],
             )
         )
     return chosen
@@ -238,7 +241,7 @@ def breakdown(name: str, build_model, data: List, device: str, iters: int, repea
             f"  {label:28s} {1e6 * best / iters:8.1f} us/it  {best / base:.3f}x  "
             f"{1e6 * (best - base) / iters:+7.1f} us/it"
         )
-    where = "the training thread" if _SYNC_WRITERS else "the writer thread"
+    where = "the writer thread" if _WRITERS == "thread" else "the training thread"
     runs = sum(1 for level in times if level >= 4) * (repeats + 1)
     for writer, seconds in _TimedWriter.seconds.items():
         print(f"  {writer} write() on {where}: {1e6 * seconds / (runs * iters):.1f} us/it")
@@ -285,7 +288,7 @@ def benchmark(name: str, build_model, data: List, device: str, iters: int, repea
         f"    fastest runs: plain {plain_us:.0f} us/it, engine {engine_us:.0f} us/it "
         f"({engine_us / plain_us:.3f}x, {engine_us - plain_us:+.1f} us/it); the writers' "
         f"write() took {writers_us:.1f} us/it on average "
-        f"({'training' if _SYNC_WRITERS else 'writer'} thread)"
+        f"({'writer' if _WRITERS == 'thread' else 'training'} thread)"
     )
     if device == "cpu":
         # The training thread's CPU time does not count the time other jobs hold the cores,
@@ -296,7 +299,7 @@ def benchmark(name: str, build_model, data: List, device: str, iters: int, repea
 
 
 def main() -> None:
-    global _SYNC_WRITERS
+    global _WRITERS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -313,12 +316,14 @@ def main() -> None:
         help="also time the bare SimpleTrainer step and each default hook and writer in turn",
     )
     parser.add_argument(
-        "--sync-writers",
-        action="store_true",
-        help="write on the training thread (PeriodicWriter(background=False)), as before",
+        "--writers",
+        choices=["auto", "thread", "inline"],
+        default="auto",
+        help="where the writers write: as PeriodicWriter does by default (auto: the default "
+        "writers inline), all on its background thread, or all inline",
     )
     args = parser.parse_args()
-    _SYNC_WRITERS = args.sync_writers
+    _WRITERS = args.writers
     # One thread by default: on a machine shared with other jobs, a multi-threaded CPU step
     # waits for its slowest thread and the timings scatter.
     torch.set_num_threads(args.threads)
@@ -332,7 +337,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
         f"{os.cpu_count()} CPUs, load average {load}, "
-        f"writers on the {'training' if _SYNC_WRITERS else 'writer'} thread"
+        f"writers: {_WRITERS}"
     )
     workloads = {
         # (model, batches, iterations, target)

@@ -1,4 +1,5 @@
-"""PeriodicWriter's background writes: snapshots, order, flushes, errors."""
+"""PeriodicWriter's background writes: snapshots, order, flushes, errors; which writers
+write where."""
 
 import json
 import threading
@@ -60,7 +61,8 @@ def test_snapshot_is_a_copy_at_its_iteration():
 def test_writes_run_in_order_on_a_thread_each_with_its_own_snapshot():
     gate = threading.Event()
     writer = _SnapshotRecorder(gate)
-    trainer = make_trainer(gather_metric_period=3, hooks=[hooks.PeriodicWriter([writer], 3)])
+    trainer = make_trainer(gather_metric_period=3, hooks=[hooks.PeriodicWriter([writer], 3, background=True)]
+    )
     # The writer blocks until the training is over: every write must still see the storage
     # as it was at its own iteration, not the live one.
     threading.Timer(0.5, gate.set).start()
@@ -105,7 +107,7 @@ def test_flush_metrics_waits_for_queued_writes():
     trainer = make_trainer(
         gather_metric_period=2,
         hooks=[
-            hooks.PeriodicWriter([writer], 2),
+            hooks.PeriodicWriter([writer], 2, background=True),
             hooks.CallbackHook(after_step=flush_then_look),
         ],
     )
@@ -129,7 +131,7 @@ def test_a_writer_error_is_raised_in_the_training_thread():
     trainer = make_trainer(
         gather_metric_period=2,
         hooks=[
-            hooks.PeriodicWriter([writer], 2),
+            hooks.PeriodicWriter([writer], 2, background=True),
             hooks.CallbackHook(after_step=lambda t: steps.append(t.iter)),
         ],
     )
@@ -161,3 +163,43 @@ def test_writes_queued_before_an_exception_are_written(tmp_path):
         trainer.train(0, 20)
     iterations = [json.loads(line)["iteration"] for line in path.read_text().splitlines()]
     assert iterations == [1, 3, 5]
+
+
+class _SlowTracker(_SnapshotRecorder):
+    background = True  # as the experiment trackers declare
+
+
+def test_auto_writes_local_writers_inline_and_trackers_on_the_thread():
+    local, tracker = _SnapshotRecorder(), _SlowTracker()
+    trainer = make_trainer(gather_metric_period=3, hooks=[hooks.PeriodicWriter([local, tracker], 3)])
+    trainer.train(0, 7)
+    here = threading.current_thread().name
+    assert [itr for _, itr, _ in local.seen] == [2, 5, 6, 7]
+    assert {name for name, _, _ in local.seen} == {here}
+    assert [itr for _, itr, _ in tracker.seen] == [2, 5, 6, 7]
+    assert here not in {name for name, _, _ in tracker.seen}
+    assert local.closed and tracker.closed
+
+
+def test_auto_writes_on_the_thread_when_the_losses_are_read_one_period_late():
+    # What SimpleTrainer does on CUDA: an inline write would wait for the loss copy.
+    local = _SnapshotRecorder()
+    trainer = make_trainer(gather_metric_period=3, hooks=[hooks.PeriodicWriter([local], 3)])
+    trainer.defer_metric_read = True
+    trainer.train(0, 4)
+    assert threading.current_thread().name not in {name for name, _, _ in local.seen}
+    assert [itr for _, itr, _ in local.seen] == [2, 3, 4]
+
+
+def test_the_default_writers_write_inline_and_the_trackers_declare_the_thread():
+    from engine_lib.engine.writers.tracker import TrackerWriter
+    from engine_lib.utils.events import CommonMetricPrinter, TensorboardXWriter
+
+    assert TrackerWriter.background is True
+    for cls in (CommonMetricPrinter, JSONWriter, TensorboardXWriter):
+        assert cls.background is False, cls
+
+
+def test_background_must_be_auto_true_or_false():
+    with pytest.raises(ValueError, match="'auto', True or False, got 'yes'"):
+        hooks.PeriodicWriter([], 3, background="yes")

@@ -140,35 +140,58 @@ def _put(storage: EventStorage, pending: List[Tuple], losses: Any, data_times: A
     losses = losses.tolist()
     if isinstance(data_times, torch.Tensor):
         data_times = data_times.tolist()
+    iterations = [iteration for iteration, *_ in pending]
+    names = pending[0][1]
+    if all(step_names == names for _, step_names, *_ in pending):
+        # Every iteration has the same losses (the usual case): one slice per name, and
+        # the totals summed in C, as the loop below would sum them.
+        width = len(names)
+        totals = list(map(sum, zip(*[iter(losses)] * width)))
+        # {name: values}, in the order the loop below puts them.
+        series = {"total_loss": totals}
+        if width > 1 or names[0] != "total_loss":
+            series.update((name, losses[j::width]) for j, name in enumerate(names))
+        for name, values in series.items():
+            storage.put_scalar_series(name, values, iterations)
+        storage.put_scalar_series("data_time", list(map(float, data_times)), iterations)
+        if not all(map(math.isfinite, totals)):
+            bad = next(i for i, total in enumerate(totals) if not math.isfinite(total))
+            step_losses = losses[bad * width : (bad + 1) * width]
+            _raise_non_finite(iterations[bad], dict(zip(names, step_losses)))
+        return
     # {name: ([values], [iterations])}, filled in iteration order, then put with one call
     # per name: a period of 20 iterations is 3 puts of 20 values, not 60 puts.
-    series: Dict[str, Tuple[List[float], List[int]]] = {}
+    by_name: Dict[str, Tuple[List[float], List[int]]] = {}
 
     def add(name: str, value: float, iteration: int) -> None:
-        values, iterations = series.setdefault(name, ([], []))
+        values, its = by_name.setdefault(name, ([], []))
         values.append(value)
-        iterations.append(iteration)
+        its.append(iteration)
 
     offset, first_bad = 0, None
-    for (iteration, names, *_), data_time in zip(pending, data_times):
-        values = losses[offset : offset + len(names)]
-        offset += len(names)
+    for (iteration, step_names, *_), data_time in zip(pending, data_times):
+        values = losses[offset : offset + len(step_names)]
+        offset += len(step_names)
         total = sum(values)
         # As in detectron2, "total_loss" is always there; the losses are there under their
         # own names too (detectron2 leaves a single loss out), as they always were here.
         add("total_loss", total, iteration)
-        if len(names) > 1 or names[0] != "total_loss":
-            for name, value in zip(names, values):
+        if len(step_names) > 1 or step_names[0] != "total_loss":
+            for name, value in zip(step_names, values):
                 add(name, value, iteration)
         add("data_time", float(data_time), iteration)
         if first_bad is None and not math.isfinite(total):
-            first_bad = (iteration, dict(zip(names, values)))
-    for name, (values, iterations) in series.items():
-        storage.put_scalar_series(name, values, iterations)
+            first_bad = (iteration, dict(zip(step_names, values)))
+    for name, (values, its) in by_name.items():
+        storage.put_scalar_series(name, values, its)
     if first_bad is not None:
-        raise FloatingPointError(
-            f"Loss became infinite or NaN at iteration={first_bad[0]}!\nloss_dict = {first_bad[1]}"
-        )
+        _raise_non_finite(*first_bad)
+
+
+def _raise_non_finite(iteration: int, loss_dict: Dict[str, float]) -> None:
+    raise FloatingPointError(
+        f"Loss became infinite or NaN at iteration={iteration}!\nloss_dict = {loss_dict}"
+    )
 
 
 def _reduce(pending: List[Tuple]) -> Tuple[torch.Tensor, Union[List[float], torch.Tensor]]:

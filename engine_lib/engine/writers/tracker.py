@@ -68,6 +68,9 @@ class TrackerWriter(EventWriter):
         window_size (int): the median window of smoothed scalars. Default: 20.
     """
 
+    # A tracker's log call may wait on its server: off the training thread by default.
+    background = True
+
     def __init__(self, cfg: Any, window_size: int = 20) -> None:
         self._cfg = cfg
         self._new = ScalarsSinceLastWrite(window_size)

@@ -228,12 +228,12 @@ class EventStorage:
             )
         if not values:
             return
-        for value in values:
-            if type(value) is not float:
-                raise TypeError(
-                    f"put_scalar_series({name!r}) needs python floats, got "
-                    f"{type(value).__name__}: {value!r}"
-                )
+        if set(map(type, values)) != {float}:  # one pass in C: this is a per-gather path
+            value = next(v for v in values if type(v) is not float)
+            raise TypeError(
+                f"put_scalar_series({name!r}) needs python floats, got "
+                f"{type(value).__name__}: {value!r}"
+            )
         previous_hint = self._smoothing_hints.setdefault(name, smoothing_hint)
         if previous_hint != smoothing_hint:
             raise ValueError(

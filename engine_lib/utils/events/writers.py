@@ -17,7 +17,17 @@ logger = logging.getLogger(__name__)
 
 
 class EventWriter:
-    """Base class of the writers: ``write()`` reports the current storage, ``close()`` ends."""
+    """Base class of the writers: ``write()`` reports the current storage, ``close()`` ends.
+
+    Attributes:
+        background (bool): whether ``PeriodicWriter(background="auto")`` (its default) runs
+            this writer on its background thread. False here: a local file or console write
+            costs less than the hand-off to another thread (a Python thread shares the GIL
+            with the training loop, so it cannot overlap it). Writers that wait on a network
+            or a remote store (the experiment trackers) set it to True.
+    """
+
+    background: bool = False
 
     def write(self) -> None:
         """Report the metrics of :func:`get_event_storage`."""
