@@ -287,6 +287,26 @@ def test_tensorboard_writer_puts_each_scalar_under_its_tag_at_its_iteration(tmp_
     assert [(e.step, e.value) for e in events.Scalars("lr")] == [(2, 1.0), (5, 2.5)]
 
 
+def test_tensorboard_writer_writes_its_records_on_the_calling_thread(tmp_path):
+    # tensorboard's own writer thread contends for the GIL with the training loop: the
+    # records are written where write() runs, and are on disk when it returns.
+    import threading
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    before = set(threading.enumerate())
+    writer = TensorboardXWriter(str(tmp_path), window_size=1)
+    with EventStorage() as storage:
+        storage.put_scalar("loss", 3.0)
+        storage.step()
+        writer.write()
+        assert set(threading.enumerate()) - before == set()
+        events = EventAccumulator(str(tmp_path))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("loss")] == [(0, 3.0)]
+    writer.close()
+
+
 def test_tensorboard_writer_names_the_package_when_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ImportError, match="pip install tensorboard"):

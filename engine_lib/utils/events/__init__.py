@@ -9,8 +9,8 @@ The package has one module per concept: ``storage`` (:class:`EventStorage`), ``w
 (:class:`EventWriter`, :class:`JSONWriter`, :class:`TensorboardXWriter`), ``printer``
 (:class:`CommonMetricPrinter`), ``background`` (the ordered background thread that
 ``SimpleTrainer(async_write_metrics=True)`` puts metrics from) and ``writer_thread``
-(:class:`WriterThread`: the writers on a background thread, fed with snapshots of the
-storage, which ``PeriodicWriter`` uses by default).
+(:class:`WriterThread`: writers on a background thread, fed with snapshots of the
+storage, which ``PeriodicWriter`` uses for the writers that ask for it, e.g. trackers).
 """
 
 from .background import BackgroundRunner
