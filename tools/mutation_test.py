@@ -204,8 +204,8 @@ MUTATIONS: List[Mutation] = [
     _m(
         "nonfinite_loss_isnan",
         "engine_lib/engine/train_loop/device_metrics.py",
-        "if first_bad is None and not math.isfinite(total):",
-        "if first_bad is None and math.isnan(total):",
+        "    if all(map(math.isfinite, totals)):",
+        "    if not any(map(math.isnan, totals)):",
         [f"{_LOOP}::test_infinite_loss_raises_like_nan"],
         "only NaN losses are caught, +inf passes",
     ),

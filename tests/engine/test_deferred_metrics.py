@@ -12,7 +12,7 @@ import torch
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.engine import hooks
-from engine_lib.utils.events import EventWriter, get_event_storage
+from engine_lib.utils.events import EventStorage, EventWriter, get_event_storage
 
 from ._toy_training import ToyRegressor, batches, make_trainer
 
@@ -106,3 +106,39 @@ def test_on_cuda_deferral_is_the_default_and_reads_from_pinned_memory():
     assert copies and all(copies)
     assert _loss_iterations(trainer.storage) == list(range(12))
     assert threading.current_thread() is threading.main_thread()
+
+
+def test_a_gather_puts_each_loss_at_its_iteration_when_the_loss_names_change():
+    # The gather's fast path (the same losses every iteration) and its general path (a model
+    # whose losses differ between iterations) put the same histories, and both name the
+    # first iteration with a non-finite total.
+    from engine_lib.engine.train_loop.device_metrics import DeviceMetrics
+
+    def gather(steps):
+        metrics, storage = DeviceMetrics(), EventStorage()
+        for iteration, losses in enumerate(steps):
+            names = tuple(sorted(losses))
+            metrics.append(iteration, names, [torch.tensor(losses[n]) for n in names], 0.5)
+        metrics.flush(storage)
+        return {name: buf.values() for name, buf in storage.histories().items()}
+
+    same = gather([{"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 4.0}])
+    assert same == {
+        "total_loss": [(3.0, 0), (7.0, 1)],
+        "a": [(1.0, 0), (3.0, 1)],
+        "b": [(2.0, 0), (4.0, 1)],
+        "data_time": [(0.5, 0), (0.5, 1)],
+    }
+    mixed = gather([{"a": 1.0, "b": 2.0}, {"a": 3.0}])
+    assert mixed == {
+        "total_loss": [(3.0, 0), (3.0, 1)],
+        "a": [(1.0, 0), (3.0, 1)],
+        "b": [(2.0, 0)],
+        "data_time": [(0.5, 0), (0.5, 1)],
+    }
+    for steps in (
+        [{"a": 1.0}, {"a": float("inf")}, {"a": float("nan")}],
+        [{"a": 1.0, "b": 1.0}, {"a": float("inf")}, {"a": float("nan")}],
+    ):
+        with pytest.raises(FloatingPointError, match="iteration=1!"):
+            gather(steps)

@@ -61,7 +61,8 @@ def test_snapshot_is_a_copy_at_its_iteration():
 def test_writes_run_in_order_on_a_thread_each_with_its_own_snapshot():
     gate = threading.Event()
     writer = _SnapshotRecorder(gate)
-    trainer = make_trainer(gather_metric_period=3, hooks=[hooks.PeriodicWriter([writer], 3, background=True)]
+    trainer = make_trainer(
+        gather_metric_period=3, hooks=[hooks.PeriodicWriter([writer], 3, background=True)]
     )
     # The writer blocks until the training is over: every write must still see the storage
     # as it was at its own iteration, not the live one.
@@ -171,7 +172,9 @@ class _SlowTracker(_SnapshotRecorder):
 
 def test_auto_writes_local_writers_inline_and_trackers_on_the_thread():
     local, tracker = _SnapshotRecorder(), _SlowTracker()
-    trainer = make_trainer(gather_metric_period=3, hooks=[hooks.PeriodicWriter([local, tracker], 3)])
+    trainer = make_trainer(
+        gather_metric_period=3, hooks=[hooks.PeriodicWriter([local, tracker], 3)]
+    )
     trainer.train(0, 7)
     here = threading.current_thread().name
     assert [itr for _, itr, _ in local.seen] == [2, 5, 6, 7]

@@ -2,7 +2,7 @@
 
 import logging
 import math
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -154,8 +154,8 @@ def _put(storage: EventStorage, pending: List[Tuple], losses: Any, data_times: A
         for name, values in series.items():
             storage.put_scalar_series(name, values, iterations)
         storage.put_scalar_series("data_time", list(map(float, data_times)), iterations)
-        if not all(map(math.isfinite, totals)):
-            bad = next(i for i, total in enumerate(totals) if not math.isfinite(total))
+        bad = _first_non_finite(totals)
+        if bad is not None:
             step_losses = losses[bad * width : (bad + 1) * width]
             _raise_non_finite(iterations[bad], dict(zip(names, step_losses)))
         return
@@ -168,7 +168,7 @@ def _put(storage: EventStorage, pending: List[Tuple], losses: Any, data_times: A
         values.append(value)
         its.append(iteration)
 
-    offset, first_bad = 0, None
+    offset, totals, loss_dicts = 0, [], []
     for (iteration, step_names, *_), data_time in zip(pending, data_times):
         values = losses[offset : offset + len(step_names)]
         offset += len(step_names)
@@ -180,12 +180,20 @@ def _put(storage: EventStorage, pending: List[Tuple], losses: Any, data_times: A
             for name, value in zip(step_names, values):
                 add(name, value, iteration)
         add("data_time", float(data_time), iteration)
-        if first_bad is None and not math.isfinite(total):
-            first_bad = (iteration, dict(zip(step_names, values)))
-    for name, (values, its) in by_name.items():
-        storage.put_scalar_series(name, values, its)
-    if first_bad is not None:
-        _raise_non_finite(*first_bad)
+        totals.append(total)
+        loss_dicts.append(dict(zip(step_names, values)))
+    for name, (name_values, name_iters) in by_name.items():
+        storage.put_scalar_series(name, name_values, name_iters)
+    bad = _first_non_finite(totals)
+    if bad is not None:
+        _raise_non_finite(iterations[bad], loss_dicts[bad])
+
+
+def _first_non_finite(totals: Sequence[float]) -> Optional[int]:
+    """The index of the first infinite or NaN total, or None."""
+    if all(map(math.isfinite, totals)):
+        return None
+    return next(i for i, total in enumerate(totals) if not math.isfinite(total))
 
 
 def _raise_non_finite(iteration: int, loss_dict: Dict[str, float]) -> None:
