@@ -457,3 +457,19 @@ def test_printer_shows_metric_scalars_and_has_a_logger(printed):
         printer.write()
     assert "[metric]bn_stat1: 1" in printed[-1] and "[metric]bn_stat2: 2" in printed[-1]
     assert "accuracy" not in printed[-1]
+
+
+def test_latest_with_smoothing_hint_is_reused_only_until_the_next_put():
+    with EventStorage() as storage:
+        storage.put_scalar("loss", 1.0)
+        storage.put_scalar("lr", 0.1, smoothing_hint=False)
+        first = storage.latest_with_smoothing_hint(20)
+        first["loss"] = (99.0, 0)  # the caller's copy: the storage's answer stays
+        assert storage.latest_with_smoothing_hint(20) == {"loss": (1.0, 0), "lr": (0.1, 0)}
+        storage.step()
+        storage.put_scalar("loss", 3.0)
+        assert storage.latest_with_smoothing_hint(20) == {"loss": (2.0, 1), "lr": (0.1, 0)}
+        assert storage.latest_with_smoothing_hint(1) == {"loss": (3.0, 1), "lr": (0.1, 0)}
+        storage.put_scalar_series("loss", [5.0, 7.0], [2, 3])
+        assert storage.latest_with_smoothing_hint(2)["loss"] == (6.0, 3)
+        assert storage.snapshot().latest_with_smoothing_hint(2)["loss"] == (6.0, 3)

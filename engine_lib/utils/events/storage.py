@@ -1,5 +1,6 @@
 """The per-iteration metrics store of a training run: :class:`EventStorage`."""
 
+import itertools
 import logging
 import numbers
 import statistics
@@ -129,6 +130,12 @@ class EventStorage:
         self._flush_callbacks: List[Callable[[], None]] = []
         # Puts whose values are still on their way from the device: fn(storage, check).
         self._deferred_puts: List[Callable[[EventStorage, bool], None]] = []
+        # (put count, window_size, latest_with_smoothing_hint(window_size)), reused until the
+        # next put: the writers of one write all ask for it. The count comes from a C counter,
+        # so puts from two threads never share a number.
+        self._put_counter = itertools.count(1)
+        self._puts = 0
+        self._smoothed: Optional[Tuple[int, int, Dict[str, Tuple[float, int]]]] = None
 
     @property
     def iter(self) -> int:
@@ -195,6 +202,7 @@ class EventStorage:
         # work on copies, which the GIL makes atomic; the two threads put different names.
         self._history[name].update(value, cur_iter)
         self._latest_scalars[name] = (value, cur_iter)
+        self._puts = next(self._put_counter)
 
     def put_scalar_series(
         self,
@@ -242,6 +250,7 @@ class EventStorage:
             )
         self._history[name].extend(values, iterations)
         self._latest_scalars[name] = (values[-1], int(iterations[-1]))
+        self._puts = next(self._put_counter)
 
     def put_scalars(
         self, *, smoothing_hint: bool = True, cur_iter: Optional[int] = None, **kwargs: Any
@@ -354,13 +363,17 @@ class EventStorage:
             window_size (int): the median covers the values put in this many most recent
                 iterations (see :meth:`count_samples`). Default: 20.
         """
+        puts, cached = self._puts, self._smoothed
+        if cached is not None and cached[:2] == (puts, window_size):
+            return dict(cached[2])
         result = {}
         for name, (value, itr) in list(self._latest_scalars.items()):
             if self._smoothing_hints[name]:
                 buffer = self._history[name]
                 value = float(buffer.median(self.count_samples(name, window_size)))
             result[name] = (value, itr)
-        return result
+        self._smoothed = (puts, window_size, result)
+        return dict(result)
 
     def smoothing_hints(self) -> Dict[str, bool]:
         """Return ``{name: smoothing_hint}`` as given to :meth:`put_scalar`."""
