@@ -1,6 +1,7 @@
 """Save checkpoints periodically during training."""
 
 import logging
+from typing import Any, Callable, Optional
 
 from engine_lib.checkpoint import PeriodicCheckpointer as _PeriodicCheckpointer
 
@@ -37,19 +38,22 @@ class PeriodicCheckpointer(_PeriodicCheckpointer, HookBase):
         file_prefix (str): prefix of the file names. Default: ``"model"``.
     """
 
+    _poll: Optional[Callable[[], Any]] = None  # the checkpointer's, bound in before_train
+
     def before_train(self) -> None:
         self.max_iter = self.trainer.max_iter
+        # Looked up once per train(): after_step runs at every iteration.
+        self._poll = getattr(self.checkpointer, "poll", None)
 
     def after_step(self) -> None:
         # The same condition as step()'s: it saves at exactly these iterations.
-        if self.every_n_iters(self.period) or self.is_last_iter():
+        if self.every_n_iters_or_last(self.period):
             check_before_save(self.trainer, self.checkpointer.model)
             self.step(self.trainer.iter)
         # An asynchronous (DCP) save whose writes are done is made the resume point here, on
         # the training thread, as soon as it is durable; any checkpointer may be passed.
-        poll = getattr(self.checkpointer, "poll", None)
-        if poll is not None:
-            poll()
+        if self._poll is not None:
+            self._poll()
 
     def after_train(self) -> None:
         # A run killed while writing model_final resumes from the checkpoint of the last

@@ -173,11 +173,22 @@ class _InlineRecords:
     def __init__(self, record_writer: Any) -> None:
         self._writer = record_writer
         self._closed = False
+        # On a local disk, tensorboard's file object opens, appends to and closes the file
+        # for every record; a file kept open in append mode does one write per record.
+        gfile: Any = getattr(record_writer, "_writer", None)
+        if type(getattr(gfile, "fs", None)).__name__ == "LocalFileSystem" and getattr(
+            gfile, "write_started", False
+        ):
+            gfile.close()
+            record_writer._writer = open(os.fsdecode(gfile.filename), "ab")
 
     def write(self, bytestring: bytes) -> None:
         if self._closed:
             raise OSError("Writer is closed")
         self._writer.write(bytestring)
+        # Each record reaches the operating system at once (as with tensorboard's appends),
+        # so a killed run keeps every event written before.
+        self._writer.flush()
 
     def flush(self) -> None:
         if self._closed:
