@@ -22,6 +22,9 @@ Usage::
     python benchmarks/trainer_overhead.py --breakdown      # + each hook's and writer's cost
     python benchmarks/trainer_overhead.py --writers thread # every writer on the writer thread
     python benchmarks/trainer_overhead.py --device cuda --repeats 7
+    python benchmarks/trainer_overhead.py --device cuda --workloads resnet50  # AMP fp16
+
+On a GPU machine, ``bash benchmarks/gpu_checks.sh`` runs these with the CUDA-only tests.
 """
 
 import argparse
@@ -41,7 +44,7 @@ from torch import nn
 
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.engine import default_writers, hooks
-from engine_lib.engine.train_loop import SimpleTrainer
+from engine_lib.engine.train_loop import AMPTrainer, SimpleTrainer
 from engine_lib.utils.events import EventWriter
 
 __all__ = ["main"]
@@ -101,6 +104,21 @@ class SmallCNN(nn.Module):
         return {"loss_cls": F.cross_entropy(self.head(self.features(x).flatten(1)), y)}
 
 
+class ResNet50(nn.Module):
+    """torchvision's ResNet-50 (random weights, 10 classes): a step where the device, not the
+    loop, sets the pace; run with mixed precision (``--workloads resnet50``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models import resnet50
+
+        self.net = resnet50(num_classes=10)
+
+    def forward(self, batch: Tuple[torch.Tensor, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        x, y = batch
+        return {"loss_cls": F.cross_entropy(self.net(x), y)}
+
+
 def _batches(shape: Tuple[int, ...], batch_size: int, device: str, n: int = 16) -> List:
     g = torch.Generator().manual_seed(0)
     return [
@@ -125,19 +143,37 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+# The workload's mixed precision ("fp16", "bf16" or None), for both loops.
+_PRECISION: Optional[str] = None
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def run_plain(build_model, data: List, device: str, iters: int) -> Tuple[float, float]:
-    """The reference: the same work written as a bare PyTorch loop."""
+    """The reference: the same work written as a bare PyTorch loop (with autocast and, for
+    fp16, a grad scaler when the workload runs in mixed precision)."""
     model, optimizer, scheduler = _setup(build_model, device, iters)
     data_iter = itertools.cycle(data)
     model.train()
+    device_type = torch.device(device).type
+    dtype = _DTYPES.get(_PRECISION or "")
+    scaler = torch.amp.GradScaler(device_type) if _PRECISION == "fp16" else None
     _sync(device)
     start, start_cpu = time.perf_counter(), time.thread_time()
     for _ in range(iters):
         batch = next(data_iter)
-        loss_dict = model(batch)
+        if dtype is None:
+            loss_dict = model(batch)
+        else:
+            with torch.autocast(device_type=device_type, dtype=dtype):
+                loss_dict = model(batch)
         losses = sum(loss_dict.values())
-        losses.backward()
-        optimizer.step()
+        if scaler is None:
+            losses.backward()
+            optimizer.step()
+        else:
+            scaler.scale(losses).backward()
+            scaler.step(optimizer)
+            scaler.update()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
     _sync(device)
@@ -229,7 +265,13 @@ def run_engine(
     """SimpleTrainer with the default hooks and writers (the first ``hooks_level`` levels);
     with ``clock``, each hook's calls are timed too."""
     model, optimizer, scheduler = _setup(build_model, device, iters)
-    trainer = SimpleTrainer(model, itertools.cycle(data), optimizer, gather_metric_period=20)
+    loader = itertools.cycle(data)
+    if _PRECISION is None:
+        trainer = SimpleTrainer(model, loader, optimizer, gather_metric_period=20)
+    else:
+        trainer = AMPTrainer(
+            model, loader, optimizer, gather_metric_period=20, precision=_PRECISION
+        )
     trainer.scheduler = scheduler
     trainer.register_hooks(_engine_hooks(hooks_level, trainer, iters, out_dir))
     if clock is not None:
@@ -371,7 +413,7 @@ def benchmark(name: str, build_model, data: List, device: str, iters: int, repea
 
 
 def main() -> None:
-    global _WRITERS
+    global _WRITERS, _PRECISION
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -379,8 +421,19 @@ def main() -> None:
     parser.add_argument("--tiny-iters", type=int, default=1000)
     parser.add_argument("--mlp-iters", type=int, default=500)
     parser.add_argument("--cnn-iters", type=int, default=30)
+    parser.add_argument("--resnet-iters", type=int, default=30)
     parser.add_argument(
-        "--workloads", default="tiny,mlp,cnn", help="comma-separated: tiny, mlp, cnn"
+        "--resnet-batch",
+        type=int,
+        default=32,
+        help="ResNet-50 batch size (images of --resnet-size)",
+    )
+    parser.add_argument("--resnet-size", type=int, default=224)
+    parser.add_argument(
+        "--workloads",
+        default="tiny,mlp,cnn",
+        help="comma-separated: tiny, mlp, cnn, resnet50 (mixed precision: fp16 with a grad "
+        "scaler on CUDA, bf16 on CPU; against a plain autocast loop; meant for a GPU)",
     )
     parser.add_argument(
         "--breakdown",
@@ -411,15 +464,33 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load}, "
         f"writers: {_WRITERS}"
     )
+    amp = "fp16" if torch.device(args.device).type == "cuda" else "bf16"
+    size = args.resnet_size
     workloads = {
-        # (model, batches, iterations, target)
-        "tiny": (TinyMLP, _batches((32,), 32, args.device), args.tiny_iters, 1.05),
-        "mlp": (MLP, _batches((64,), 128, args.device), args.mlp_iters, 1.05),
-        "cnn": (SmallCNN, _batches((3, 32, 32), 32, args.device), args.cnn_iters, 1.05),
+        # key: (model, batches (made when run), iterations, target, mixed precision)
+        "tiny": (TinyMLP, lambda: _batches((32,), 32, args.device), args.tiny_iters, 1.05, None),
+        "mlp": (MLP, lambda: _batches((64,), 128, args.device), args.mlp_iters, 1.05, None),
+        "cnn": (
+            SmallCNN,
+            lambda: _batches((3, 32, 32), 32, args.device),
+            args.cnn_iters,
+            1.05,
+            None,
+        ),
+        "resnet50": (
+            ResNet50,
+            lambda: _batches((3, size, size), args.resnet_batch, args.device, n=4),
+            args.resnet_iters,
+            1.02,
+            amp,
+        ),
     }
     results = []
     for key in args.workloads.split(","):
-        build, data, iters, target = workloads[key]
+        if key not in workloads:
+            parser.error(f"--workloads: unknown workload {key!r}; known: {', '.join(workloads)}")
+        build, make_data, iters, target, _PRECISION = workloads[key]
+        data = make_data()
         ratio = benchmark(build.__name__, build, data, args.device, iters, args.repeats)
         results.append(f"{build.__name__} <= {target}x (got {ratio:.3f}x)")
         if args.breakdown:
