@@ -473,3 +473,31 @@ def test_latest_with_smoothing_hint_is_reused_only_until_the_next_put():
         storage.put_scalar_series("loss", [5.0, 7.0], [2, 3])
         assert storage.latest_with_smoothing_hint(2)["loss"] == (6.0, 3)
         assert storage.snapshot().latest_with_smoothing_hint(2)["loss"] == (6.0, 3)
+
+
+@pytest.mark.parametrize("c_crc", [True, False], ids=["google-crc32c", "tensorboard-crc"])
+def test_tensorboard_records_are_framed_as_tensorboard_frames_them(monkeypatch, c_crc):
+    # The records written on the calling thread carry tensorboard's framing byte for byte:
+    # length, masked CRC-32C of the length, the event, masked CRC-32C of the event. With
+    # google-crc32c's C extension the checksums are computed there, else by tensorboard.
+    import io
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from engine_lib.utils.events.writers import _InlineRecords
+
+    if c_crc:
+        pytest.importorskip("google_crc32c")
+    else:
+        monkeypatch.setitem(sys.modules, "google_crc32c", None)
+    payloads = [b"", b"x", bytes(range(256)) * 5, b"\x00\xff" * 61]
+    expected, got = io.BytesIO(), io.BytesIO()
+    reference = RecordWriter(expected)
+    for data in payloads:
+        reference.write(data)
+    records = _InlineRecords(RecordWriter(got))
+    assert (records._crc32c is not None) == c_crc
+    for data in payloads:
+        records.write(data)
+    assert got.getvalue() == expected.getvalue()
+    assert len(got.getvalue()) == sum(len(d) + 16 for d in payloads)

@@ -4,8 +4,9 @@ import functools
 import json
 import logging
 import os
+import struct
 from collections import defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from engine_lib.utils.file_io import atomic_write
 
@@ -159,6 +160,22 @@ class JSONWriter(EventWriter):
             self._file = None
 
 
+def _masked_crc(data: bytes, crc32c: Callable[[bytes], int]) -> bytes:
+    """The TFRecord checksum of ``data``: its CRC-32C, rotated and offset ("masked"), as 4
+    little-endian bytes."""
+    crc = crc32c(data)
+    return struct.pack("<I", ((crc >> 15 | crc << 17) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _c_crc32c() -> Optional[Callable[[bytes], int]]:
+    """google-crc32c's C implementation of CRC-32C, or None where only pure Python is."""
+    try:
+        import google_crc32c
+    except ImportError:
+        return None
+    return google_crc32c.value if getattr(google_crc32c, "implementation", "") == "c" else None
+
+
 class _InlineRecords:
     """Stands in for tensorboard's ``_AsyncWriter``: each record is written on the calling
     thread (``write``, ``flush`` and ``close`` as there).
@@ -168,6 +185,12 @@ class _InlineRecords:
     releases it at every torch op and then waits to get it back: measured on a 0.2 ms CPU step
     (``benchmarks/trainer_overhead.py --breakdown``), the TensorBoard writer cost +17.6 us per
     iteration that way, against ~2 us for writing the same event on the calling thread.
+
+    Each record is framed here as tensorboard's ``RecordWriter`` frames it (length, its
+    checksum, the event, its checksum), with the CRC-32C of google-crc32c's C extension:
+    tensorboard's pure-Python CRC takes ~14 us for the ~120 bytes of one iteration's scalars
+    (0.13 us in C), and time in proportion for more scalars. Without the C extension, or
+    with a tensorboard whose record writer differs, its ``RecordWriter`` frames them.
     """
 
     def __init__(self, record_writer: Any) -> None:
@@ -181,11 +204,19 @@ class _InlineRecords:
         ):
             gfile.close()
             record_writer._writer = open(os.fsdecode(gfile.filename), "ab")
+        self._crc32c = _c_crc32c() if type(record_writer).__name__ == "RecordWriter" else None
 
     def write(self, bytestring: bytes) -> None:
         if self._closed:
             raise OSError("Writer is closed")
-        self._writer.write(bytestring)
+        crc32c = self._crc32c
+        if crc32c is None:
+            self._writer.write(bytestring)
+        else:
+            header = struct.pack("<Q", len(bytestring))
+            self._writer._writer.write(
+                header + _masked_crc(header, crc32c) + bytestring + _masked_crc(bytestring, crc32c)
+            )
         # Each record reaches the operating system at once (as with tensorboard's appends),
         # so a killed run keeps every event written before.
         self._writer.flush()
