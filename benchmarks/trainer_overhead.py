@@ -45,7 +45,7 @@ from torch import nn
 from engine_lib.checkpoint import Checkpointer
 from engine_lib.engine import default_writers, hooks
 from engine_lib.engine.train_loop import AMPTrainer, SimpleTrainer
-from engine_lib.utils.events import EventWriter
+from engine_lib.utils.events import EventStorage, EventWriter, get_event_storage
 
 __all__ = ["main"]
 
@@ -148,9 +148,16 @@ _PRECISION: Optional[str] = None
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def run_plain(build_model, data: List, device: str, iters: int) -> Tuple[float, float]:
+def run_plain(
+    build_model,
+    data: List,
+    device: str,
+    iters: int,
+    after_step: Optional[Callable[[int], None]] = None,
+) -> Tuple[float, float]:
     """The reference: the same work written as a bare PyTorch loop (with autocast and, for
-    fp16, a grad scaler when the workload runs in mixed precision)."""
+    fp16, a grad scaler when the workload runs in mixed precision); ``after_step(i)``, if
+    given, runs after each step (the breakdown's writers-alone probe)."""
     model, optimizer, scheduler = _setup(build_model, device, iters)
     data_iter = itertools.cycle(data)
     model.train()
@@ -159,7 +166,7 @@ def run_plain(build_model, data: List, device: str, iters: int) -> Tuple[float, 
     scaler = torch.amp.GradScaler(device_type) if _PRECISION == "fp16" else None
     _sync(device)
     start, start_cpu = time.perf_counter(), time.thread_time()
-    for _ in range(iters):
+    for i in range(iters):
         batch = next(data_iter)
         if dtype is None:
             loss_dict = model(batch)
@@ -176,8 +183,77 @@ def run_plain(build_model, data: List, device: str, iters: int) -> Tuple[float, 
             scaler.update()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
+        if after_step is not None:
+            after_step(i)
     _sync(device)
     return time.perf_counter() - start, time.thread_time() - start_cpu
+
+
+class _PlainLoopWrites:
+    """The default writers alone: every 20 iterations of the plain loop, 20 iterations'
+    values go into a storage of their own and the writers write them, with no engine around.
+
+    This is the floor of any design that writes on the training thread: the writes' own time,
+    and the time they add to the steps after them (whose data they evicted from the caches).
+    """
+
+    period = 20
+
+    def __init__(self, out_dir: str, iters: int) -> None:
+        self.writers = default_writers(out_dir, iters)
+        self.seconds: List[float] = []  # each write, in the run
+
+    def __call__(self, iteration: int) -> None:
+        if (iteration + 1) % self.period:
+            return
+        storage = get_event_storage()
+        its = list(range(iteration + 1 - self.period, iteration + 1))
+        for name in ("loss_cls", "total_loss", "data_time", "time"):
+            storage.put_scalar_series(name, [0.5 + 1e-3 * i for i in its], its)
+        storage.iter = iteration
+        storage.put_scalar("lr", 0.01, smoothing_hint=False)
+        start = time.perf_counter()
+        for writer in self.writers:
+            writer.write()
+        self.seconds.append(time.perf_counter() - start)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+def _writes_alone(build_model, data: List, device: str, iters: int, repeats: int) -> None:
+    """Print what the default writers cost in the plain loop, against it without them."""
+    plain, written, in_run = [], [], []
+    with tempfile.TemporaryDirectory() as root:
+        for r in range(repeats + 1):
+            for with_writes in (False, True) if r % 2 == 0 else (True, False):
+                gc.collect()
+                if not with_writes:
+                    elapsed = run_plain(build_model, data, device, iters)
+                    (plain if r else []).append(elapsed[1])
+                    continue
+                writes = _PlainLoopWrites(tempfile.mkdtemp(dir=root), iters)
+                with EventStorage(0):
+                    elapsed = run_plain(build_model, data, device, iters, writes)
+                writes.close()
+                if r:
+                    written.append(elapsed[1])
+                    in_run.extend(writes.seconds)
+        # The same writes timed back to back, their code and data hot in the caches.
+        writes = _PlainLoopWrites(tempfile.mkdtemp(dir=root), 10**7)
+        with EventStorage(0):
+            for i in range(200 * writes.period):
+                writes(i)
+        writes.close()
+    extra = statistics.median(written) - statistics.median(plain)
+    print(
+        f"  the default writers alone, every 20 iterations of the plain loop (no engine; "
+        f"medians of {repeats} pairs, training-thread CPU time): {1e6 * extra / iters:+.1f} us/it; "
+        f"each write took {1e6 * statistics.median(in_run):.0f} us in the run "
+        f"({1e6 * statistics.median(in_run) / writes.period:.1f} us/it), "
+        f"{1e6 * statistics.median(writes.seconds[50:]):.0f} us back to back"
+    )
 
 
 class _TimedWriter(EventWriter):
@@ -359,6 +435,8 @@ def breakdown(name: str, build_model, data: List, device: str, iters: int, repea
     print(
         "    (LRScheduler.after_step includes the scheduler's step, which the plain loop does too)"
     )
+    if _PRECISION is None:
+        _writes_alone(build_model, data, device, iters, repeats)
 
 
 def _median_ratio(engine: List[float], plain: List[float]) -> str:
