@@ -12,11 +12,12 @@
 #
 # The device machine's image has PyTorch, torchvision, TensorBoard, tabulate, tqdm and
 # scikit-learn, but not fvcore, iopath, yacs or termcolor, and it cannot download. Build
-# their (pure-Python) wheels here first, into a folder git ignores, and carry it:
+# their wheels (google-crc32c's is the one with a C extension; without it TensorBoard falls
+# back to its pure-Python CRC) here first, into a folder git ignores, and carry it:
 #
 #   echo /.whl/ >> .git/info/exclude
 #   python -m pip wheel --no-deps -w .whl fvcore==0.1.5.post20221221 iopath==0.1.10 \
-#       yacs==0.1.8 termcolor
+#       yacs==0.1.8 termcolor google-crc32c
 #
 # then call the device tool's run with command "bash benchmarks/gpu_checks.sh",
 # carry [".whl"] and timeout_s 540. Every log is written under $OUT (the files that come
