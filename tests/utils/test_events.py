@@ -501,3 +501,24 @@ def test_tensorboard_records_are_framed_as_tensorboard_frames_them(monkeypatch, 
         records.write(data)
     assert got.getvalue() == expected.getvalue()
     assert len(got.getvalue()) == sum(len(d) + 16 for d in payloads)
+
+
+def test_tensorboard_records_go_through_a_record_writer_without_a_file_attribute():
+    # A tensorboard whose RecordWriter keeps its file elsewhere frames its own records.
+    from engine_lib.utils.events.writers import _InlineRecords
+
+    class RecordWriter:
+        def __init__(self):
+            self.records = []
+
+        def write(self, data):
+            self.records.append(data)
+
+        def flush(self):
+            pass
+
+    inner = RecordWriter()
+    records = _InlineRecords(inner)
+    records.write(b"event")
+    assert records._crc32c is None
+    assert inner.records == [b"event"]

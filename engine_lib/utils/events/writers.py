@@ -204,7 +204,11 @@ class _InlineRecords:
         ):
             gfile.close()
             record_writer._writer = open(os.fsdecode(gfile.filename), "ab")
-        self._crc32c = _c_crc32c() if type(record_writer).__name__ == "RecordWriter" else None
+        # tensorboard's RecordWriter, whose file (_writer) gets the records framed here.
+        framed_here = type(record_writer).__name__ == "RecordWriter" and hasattr(
+            record_writer, "_writer"
+        )
+        self._crc32c = _c_crc32c() if framed_here else None
 
     def write(self, bytestring: bytes) -> None:
         if self._closed:
